@@ -1,0 +1,111 @@
+"""Run configuration: pydantic models, loaded from a TOML file and/or CLI flags (flags win)."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from harness.errors import ConfigError
+from harness.registry import format_validation_error
+
+DEFAULT_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class EvalConfig(Strict):
+    """The evaluation protocol: avg@k and maj@k before training, every `every` steps, and after."""
+
+    k: int = Field(16, ge=1, description="Samples per problem for avg@k (pass@1) and maj@k.")
+    temperature: float = Field(0.6, gt=0, le=2, description="Evaluation sampling temperature (paper: 0.6).")
+    top_p: float = Field(0.95, gt=0, le=1, description="Evaluation nucleus sampling top_p (paper: 0.95).")
+    max_tokens: int | None = Field(None, ge=1, description="Evaluation answer length; None = the run's.")
+    every: int = Field(0, ge=0, description="Also evaluate every this many steps (0: before and after only).")
+    enabled: bool = Field(True, description="Run the evaluation protocol at all.")
+
+
+class RunConfig(Strict):
+    """Everything one `harness run` needs. Plugin options are validated by each plugin's own model."""
+
+    name: str | None = Field(None, description="Run name; the run directory is runs/<name> unless --output.")
+    output: Path | None = Field(None, description="Run directory (default runs/<name>).")
+    model: str = Field("smollm2-135m", description="Embedded model name, local HF folder, or hub id.")
+    seed: int = Field(0, description="Seed for data order, sampling and initialization.")
+
+    benchmark: str = Field("arith", description="Benchmark plugin providing the unlabeled problems.")
+    benchmark_options: dict[str, Any] = Field(default_factory=dict, description="Benchmark plugin options.")
+    limit: int | None = Field(None, ge=1, description="Use only the first N problems.")
+    instruction: str = Field(DEFAULT_INSTRUCTION, description="Appended to each problem in the user turn.")
+
+    strategy: str = Field("majority", description="Labeling strategy plugin (majority, weighted, oracle).")
+    strategy_options: dict[str, Any] = Field(default_factory=dict, description="Strategy plugin options.")
+    answer_parser: str = Field("boxed", description="Answer parser plugin (extraction + equivalence).")
+    answer_parser_options: dict[str, Any] = Field(default_factory=dict, description="Parser options.")
+    optimizer: str = Field("grpo", description="Optimizer plugin.")
+    optimizer_options: dict[str, Any] = Field(default_factory=dict, description="Optimizer plugin options.")
+    sampler: str = Field("auto", description="Sampler plugin: vllm, hf, or auto (vllm when installed).")
+    sampler_options: dict[str, Any] = Field(default_factory=dict, description="Sampler plugin options.")
+
+    steps: int = Field(6, ge=0, description="Optimizer steps (TTRL iterations).")
+    problems_per_step: int = Field(8, ge=1, description="Problems sampled, voted and trained on per step.")
+    n_votes: int = Field(16, ge=1, description="Samples per problem that vote (paper: 64).")
+    n_train: int | None = Field(None, ge=1, description="First K of the votes trained on (paper: 32).")
+    temperature: float = Field(1.0, gt=0, le=2, description="Rollout temperature (paper: 1.0 or 0.6).")
+    top_p: float = Field(1.0, gt=0, le=1, description="Rollout nucleus sampling top_p (paper: 1.0).")
+    max_tokens: int = Field(128, ge=1, description="Maximum generated tokens per answer.")
+    checkpoint_every: int = Field(1, ge=1, description="Save a resumable checkpoint every N steps.")
+
+    evaluation: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation protocol settings.")
+
+    @model_validator(mode="after")
+    def _train_within_votes(self) -> RunConfig:
+        if self.n_train is not None and self.n_train > self.n_votes:
+            raise ValueError(f"n_train ({self.n_train}) must be <= n_votes ({self.n_votes})")
+        return self
+
+    @property
+    def train_samples(self) -> int:
+        return self.n_train or self.n_votes
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+
+
+def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> RunConfig:
+    """Merge a TOML file's values with CLI flags (flags win; option tables merge key by key)."""
+    merged = dict(file_values)
+    for key, value in flag_values.items():
+        if key.endswith("_options") or key == "evaluation":
+            merged[key] = {**merged.get(key, {}), **value}
+        else:
+            merged[key] = value
+    try:
+        return RunConfig.model_validate(merged)
+    except ValidationError as error:
+        raise ConfigError(format_validation_error(error)) from None
+
+
+def parse_option_pairs(pairs: list[str], flag: str) -> dict[str, Any]:
+    """`["min_agreement=0.3", "x=true"]` -> {"min_agreement": 0.3, "x": True}; values read as JSON."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{flag} {pair!r}: write it as KEY=VALUE, e.g. {flag} min_agreement=0.3")
+        try:
+            options[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            options[key.strip()] = raw  # plain strings need no quotes
+    return options

@@ -1,0 +1,87 @@
+"""The data that flows through one TTRL step (see docs/architecture in the README)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Problem(BaseModel):
+    """One benchmark problem. `answer` is the hidden gold: only the loop, metrics and `oracle` see it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1, description="Stable identifier, unique within its benchmark.")
+    prompt: str = Field(min_length=1, description="The problem text shown to the model.")
+    answer: str = Field(description="The gold answer as published (quirks kept).")
+    source: str = Field(description="Benchmark or file the problem came from.")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Anything else (level, subject).")
+
+
+@dataclass
+class Completion:
+    """One sampled answer to one prompt."""
+
+    text: str
+    token_ids: list[int]
+    logprobs: list[float]  # sampler's log-prob of each generated token (behaviour policy)
+    prompt_token_ids: list[int]
+    finish_reason: str = "stop"
+
+
+@dataclass
+class Group:
+    """The samples of one problem, as a strategy sees them.
+
+    `answers[i]` is the extracted answer of `completions[i]` (None: no answer). `clusters[i]` is the index
+    into `cluster_answers` of the equivalence class of `answers[i]` (grouped by the grader, not by raw
+    string), None where there is no answer. `gold` is set only for strategies that declare
+    `needs_gold = True` (the oracle); everyone else gets None.
+    """
+
+    problem_id: str
+    prompt: str
+    completions: list[Completion]
+    answers: list[str | None]
+    clusters: list[int | None]
+    cluster_answers: list[str]
+    equivalent: Callable[[str, str], bool]
+    gold: str | None = None
+
+
+@dataclass
+class Verdict:
+    """A strategy's decision for one group: a pseudo-label (None = abstain) and one reward per sample."""
+
+    pseudo_label: str | None
+    rewards: list[float]
+    info: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def abstained(self) -> bool:
+        return self.pseudo_label is None
+
+
+@dataclass
+class Rollout:
+    """One trainable sample: prompt and completion tokens with its advantage-ready reward."""
+
+    problem_id: str
+    prompt_token_ids: list[int]
+    completion_token_ids: list[int]
+    reward: float
+    group_index: int  # samples with the same group_index are normalized together (GRPO)
+    sampler_logprobs: list[float] = field(default_factory=list)
+
+
+@dataclass
+class RolloutBatch:
+    """Everything one optimizer step trains on."""
+
+    rollouts: list[Rollout]
+
+    def __len__(self) -> int:
+        return len(self.rollouts)
