@@ -49,7 +49,7 @@ class AnswerParser(ABC):
     def equivalent(self, answer: str, gold: str) -> bool:
         """Whether `answer` equals `gold` mathematically. Time-bounded; never raises."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, most parsers hold nothing
         """Release worker processes, if any."""
 
 
@@ -97,7 +97,7 @@ class Sampler(ABC):
     def load_weights(self, named_tensors: Iterable[tuple[str, Any]]) -> None:
         """Replace the engine's weights in memory (HF parameter names), no disk round trip."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook
         """Shut the engine down."""
 
 

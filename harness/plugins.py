@@ -85,6 +85,17 @@ class Plugins:
                 continue
             self.sources[entry_point.name] = dist
 
+    def register(self, plugin: object, name: str, source: str = "local") -> None:
+        """Add a plugin object at run time (tests, notebooks) and rebuild the registries."""
+        self.manager.register(plugin, name=name)
+        self.sources[name] = source
+        self.registries = {kind: self._collect(kind, hook) for kind, hook in KINDS.items()}
+
+    def unregister(self, name: str) -> None:
+        self.manager.unregister(name=name)
+        self.sources.pop(name, None)
+        self.registries = {kind: self._collect(kind, hook) for kind, hook in KINDS.items()}
+
     def _collect(self, kind: str, hook_name: str) -> Registry:
         registry = Registry(kind.replace("_", " "))
         for impl in getattr(self.manager.hook, hook_name).get_hookimpls():

@@ -1,0 +1,178 @@
+"""Whether two answers are equal: a fast in-process path, then math-verify in a worker, time-bounded.
+
+Order of checks (the first that decides wins):
+1. None or empty on either side: not equivalent (TTRL's grader let "" == "" earn reward 1).
+2. Equal canonical keys (normalize.canonical): equivalent.
+3. Both plain numbers: exact rational comparison ("142.0" = 142, "0.5" = "\\frac12", "\\frac{14}{3}" != 3).
+4. Tuples, intervals, lists and sets: element by element (lists and sets in any order).
+5. Words (3+ letters), answers over MAX_WORKER_CHARS: only the string comparison of step 2 counts.
+6. Otherwise the math-verify worker (checker.py), killed at the deadline; a timeout is "not equivalent".
+Verdicts are cached (LRU). Nothing here raises, and one call never runs much past `timeout` seconds.
+"""
+
+from __future__ import annotations
+
+import atexit
+import re
+import threading
+import time
+from collections import OrderedDict
+from fractions import Fraction
+from functools import lru_cache
+
+from answer_parsers.checker import MathVerifyWorker, WorkerStats
+from answer_parsers.normalize import MAX_CACHED_CHARS, MAX_DEPTH, canonical, parse_number, split_group
+
+__all__ = ["DEFAULT_TIMEOUT", "canonical", "is_equivalent", "shutdown", "start_worker", "worker_stats"]
+
+DEFAULT_TIMEOUT = 3.0
+MAX_WORKER_CHARS = 2048  # longer keys never reach sympy: compared as strings only
+MAX_GROUP_ITEMS = 64  # longer tuples and lists are compared as strings only (bounds the pairwise matching)
+CACHE_SIZE = 65536
+_WORD = re.compile(r"[A-Za-z]{3,}")
+_UNORDERED = ("", "\\{")  # a bare list "1, -2" (all solutions) or a set
+_NOT_CACHED = ("busy", "starting", "startup_failed")  # transient: the next call may well succeed
+
+_worker = MathVerifyWorker()
+_cache: OrderedDict[tuple[str, str], bool] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def is_equivalent(
+    answer: str | float | None, gold: str | float | None, timeout: float = DEFAULT_TIMEOUT
+) -> bool:
+    """Whether `answer` equals `gold` mathematically; False for None/empty, on timeout, on any error.
+
+    Numbers are accepted too (qwen_eval's AMC golds are JSON floats such as 27.0).
+    """
+    answer, gold = as_text(answer), as_text(gold)
+    if answer is None or gold is None:
+        return False
+    try:
+        answer_key, gold_key = canonical(answer), canonical(gold)
+        if not answer_key or not gold_key:
+            return False
+        deadline = time.monotonic() + max(0.0, timeout)
+        return _keys_equal(answer_key, gold_key, deadline, timeout, depth=0)
+    except Exception:  # RecursionError, MemoryError... a grader never crashes the loop
+        return False
+
+
+def as_text(value: object) -> str | None:
+    """A str as is; an int or float as its plain text (27.0 -> "27"); anything else None."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def shutdown() -> None:
+    """Stop the worker process (the next comparison that needs it starts a new one)."""
+    _worker.close()
+
+
+def start_worker(wait: bool = False) -> bool:
+    """Start the worker now, so its start-up (1-2 s) overlaps other work; `wait`: block until it is ready."""
+    return _worker.start(wait)
+
+
+def worker_stats() -> WorkerStats:
+    """Counters of the worker: calls, timeouts, restarts, statuses."""
+    return _worker.stats
+
+
+def worker_pid() -> int | None:
+    return _worker.pid
+
+
+def clear_cache() -> None:
+    with _cache_lock:
+        _cache.clear()
+
+
+def _shape(key: str) -> tuple[Fraction | None, tuple[str, list[str], str] | None]:
+    """(exact value if a plain number, group if a tuple/interval/list/set) of a canonical key."""
+    if len(key) > MAX_CACHED_CHARS:
+        return _shape_of(key)
+    return _shape_cached(key)
+
+
+def _shape_of(key: str) -> tuple[Fraction | None, tuple[str, list[str], str] | None]:
+    number = parse_number(key)
+    return number, (None if number is not None else split_group(key))
+
+
+_shape_cached = lru_cache(maxsize=CACHE_SIZE)(_shape_of)
+
+
+def _keys_equal(answer: str, gold: str, deadline: float, timeout: float, depth: int) -> bool:
+    if answer == gold:
+        return True
+    answer_number, answer_group = _shape(answer) if len(answer) <= MAX_WORKER_CHARS else (None, None)
+    gold_number, gold_group = _shape(gold) if len(gold) <= MAX_WORKER_CHARS else (None, None)
+    if answer_number is not None and gold_number is not None:
+        return answer_number == gold_number
+    if answer_group is not None and gold_group is not None and depth < MAX_DEPTH:
+        verdict = _groups_equal(answer_group, gold_group, deadline, timeout, depth)
+        if verdict is not None:
+            return verdict
+    elif (answer_group is not None and gold_number is not None) or (
+        gold_group is not None and answer_number is not None
+    ):
+        return False  # a list of several values is never one number
+    if _WORD.fullmatch(answer) or _WORD.fullmatch(gold):
+        return False  # sympy reads "Evelyn" as E*e*l*n*v*y, equal to any anagram
+    if len(answer) > MAX_WORKER_CHARS or len(gold) > MAX_WORKER_CHARS:
+        return False
+    return _ask_worker(answer, gold, deadline, timeout)
+
+
+def _groups_equal(answer_group, gold_group, deadline: float, timeout: float, depth: int) -> bool | None:
+    """Element-wise verdict; None when the kinds differ (tuple vs set...) and math-verify should decide."""
+    answer_open, answer_items, answer_close = answer_group
+    gold_open, gold_items, gold_close = gold_group
+    unordered = answer_open in _UNORDERED and gold_open in _UNORDERED
+    if not unordered and (answer_open, answer_close) != (gold_open, gold_close):
+        return None
+    if len(answer_items) != len(gold_items):  # sets may still agree: "1 \\pm \\sqrt{19}" is two values
+        return None if unordered else False
+    if len(answer_items) > MAX_GROUP_ITEMS:
+        return False  # only the string comparison counts for huge lists
+    if not unordered:
+        return all(
+            _keys_equal(a, g, deadline, timeout, depth + 1) and time.monotonic() < deadline
+            for a, g in zip(answer_items, gold_items, strict=True)
+        )
+    unmatched = list(gold_items)
+    for item in answer_items:
+        match = next((g for g in unmatched if _keys_equal(item, g, deadline, timeout, depth + 1)), None)
+        if match is None or time.monotonic() > deadline:
+            return False
+        unmatched.remove(match)
+    return True
+
+
+def _ask_worker(answer: str, gold: str, deadline: float, timeout: float) -> bool:
+    key = (answer, gold)
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    budget = deadline - time.monotonic()
+    if budget <= 0:
+        return False
+    equal, status = _worker.compare(gold, answer, budget)
+    full_budget = budget >= 0.95 * timeout
+    small = len(answer) + len(gold) <= 2 * MAX_CACHED_CHARS
+    if small and status not in _NOT_CACHED and (status not in ("timeout", "killed") or full_budget):
+        with _cache_lock:
+            _cache[key] = equal
+            if len(_cache) > CACHE_SIZE:
+                _cache.popitem(last=False)
+    return equal
+
+
+atexit.register(shutdown)

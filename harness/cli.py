@@ -1,0 +1,229 @@
+"""The `harness` command: run, plugins, grade, eval, lm-eval, bench."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from harness.config import RunConfig, build_config, parse_option_pairs, read_toml
+from harness.errors import HarnessError
+
+# flag -> config field, for flags that map one to one (flags win over --config values)
+RUN_FLAGS = {
+    "name": str, "output": str, "model": str, "seed": int, "benchmark": str, "limit": int,
+    "strategy": str, "optimizer": str, "sampler": str, "answer_parser": str, "steps": int,
+    "problems_per_step": int, "n_votes": int, "n_train": int, "temperature": float, "top_p": float,
+    "max_tokens": int,
+}
+OPTION_FLAGS = {"strategy_opt": "strategy_options", "optimizer_opt": "optimizer_options",
+                "sampler_opt": "sampler_options", "benchmark_opt": "benchmark_options",
+                "parser_opt": "answer_parser_options"}
+EVAL_FLAGS = {"eval_k": "k", "eval_every": "every", "eval_temperature": "temperature",
+              "eval_max_tokens": "max_tokens"}
+
+
+def add_run_flags(parser: argparse.ArgumentParser) -> None:
+    for flag, kind in RUN_FLAGS.items():
+        parser.add_argument("--" + flag.replace("_", "-"), type=kind, default=None,
+                            help=RunConfig.model_fields[flag].description)
+    for flag in OPTION_FLAGS:
+        parser.add_argument("--" + flag.replace("_", "-"), action="append", default=[], metavar="KEY=VALUE",
+                            help=f"a {OPTION_FLAGS[flag].replace('_', ' ')} value (repeatable)")
+    parser.add_argument("--level", type=int, default=None, help="math500 only: MATH-500 level 1..5")
+    parser.add_argument("--lr", type=float, default=None, help="optimizer learning rate (optimizer option lr)")
+    for flag, kind in EVAL_FLAGS.items():
+        parser.add_argument("--" + flag.replace("_", "-"), type=int if kind != "temperature" else float,
+                            default=None, help=f"evaluation {kind}")
+    parser.add_argument("--no-eval", action="store_true", help="skip the before/after evaluation")
+    parser.add_argument("--config", type=Path, default=None, help="a TOML file of run settings")
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    flags = {k: getattr(args, k) for k in RUN_FLAGS if getattr(args, k) is not None}
+    for flag, field in OPTION_FLAGS.items():
+        flags[field] = parse_option_pairs(getattr(args, flag), "--" + flag.replace("_", "-"))
+    if args.level is not None:
+        flags["benchmark_options"]["level"] = args.level
+    if args.lr is not None:
+        flags["optimizer_options"]["lr"] = args.lr
+    evaluation = {field: getattr(args, flag) for flag, field in EVAL_FLAGS.items() if getattr(args, flag) is not None}
+    if args.no_eval:
+        evaluation["enabled"] = False
+    if evaluation:
+        flags["evaluation"] = evaluation
+    file_values = read_toml(args.config) if args.config else {}
+    return build_config(file_values, flags)
+
+
+def validate_plugins(config: RunConfig) -> None:
+    """Look up every plugin and validate its options before any heavy work starts."""
+    from harness.plugins import get_plugins
+    from harness.samplers import default_sampler_name
+
+    if config.sampler == "auto":
+        config.sampler = default_sampler_name()
+    plugins = get_plugins()
+    for kind, name, options in (("benchmark", config.benchmark, config.benchmark_options),
+                                ("strategy", config.strategy, config.strategy_options),
+                                ("answer_parser", config.answer_parser, config.answer_parser_options),
+                                ("optimizer", config.optimizer, config.optimizer_options),
+                                ("sampler", config.sampler, config.sampler_options)):
+        plugins[kind].options(name, options)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.loop import run
+    from harness.report import table, write_report
+    from harness.rundir import RunDir
+
+    if args.resume:
+        run_dir = RunDir.open(args.resume)
+        config = RunConfig.model_validate(run_dir.read_config())
+    else:
+        config = config_from_args(args)
+        validate_plugins(config)
+        if config.name is None:
+            config.name = f"{config.strategy}-{config.optimizer}-{config.benchmark}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_dir = RunDir.create(config.output or Path("runs") / config.name, config.model_dump(mode="json"))
+    print(f"run directory: {run_dir.path}", file=sys.stderr)
+    result = run(config, run_dir, log=lambda msg: print(msg, file=sys.stderr))
+    report = write_report(run_dir)
+    from harness.report import before_after
+
+    before, after = before_after(run_dir)
+    print(table(before, after))
+    print(f"\nreport: {report}")
+    return 130 if result.interrupted else 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from harness.plugins import get_plugins
+
+    plugins = get_plugins()
+    rows = [{"kind": kind, "name": name, "source": reg.source(name)}
+            for kind, reg in plugins.registries.items() for name in reg.names()]
+    if args.json:
+        print(json.dumps({"plugins": rows, "failures": [vars(f) for f in plugins.failures]}, indent=2))
+        return 0
+    width = max(len(r["name"]) for r in rows)
+    for row in rows:
+        print(f"{row['kind']:<14} {row['name']:<{width}}  {row['source']}")
+    for failure in plugins.failures:
+        print(f"FAILED         {failure}")
+    return 0
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    from answer_parsers.grade_file import grade_lines
+
+    from harness.plugins import get_plugins
+
+    parser = get_plugins()["answer_parser"].create(args.answer_parser,
+                                                   parse_option_pairs(args.parser_opt, "--parser-opt"))
+    try:
+        if args.file == "-":
+            summary = grade_lines(sys.stdin, parser, sys.stdout)
+        else:
+            try:
+                handle = open(args.file, encoding="utf-8")  # noqa: SIM115 - closed below
+            except OSError as error:
+                raise HarnessError(f"cannot read {args.file}: {error.strerror}") from None
+            with handle:
+                summary = grade_lines(handle, parser, sys.stdout)
+    finally:
+        parser.close()
+    print(json.dumps(summary), file=sys.stderr)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from harness.evaluation import evaluate
+    from harness.loop import load_problems
+    from harness.models import resolve_model
+    from harness.plugins import get_plugins
+    from harness.prompts import format_prompts
+
+    config = config_from_args(args)
+    validate_plugins(config)
+    plugins = get_plugins()
+    model_path = resolve_model(config.model)
+    problems = load_problems(config)
+    parser = plugins["answer_parser"].create(config.answer_parser, config.answer_parser_options)
+    sampler = plugins["sampler"].create(config.sampler, config.sampler_options, model_path=model_path,
+                                        seed=config.seed)
+    try:
+        scores = evaluate(sampler, parser, problems, format_prompts(model_path, problems, config.instruction),
+                          config.evaluation, config.max_tokens, seed=config.seed)
+    finally:
+        sampler.close()
+        parser.close()
+    print(json.dumps(scores, indent=2))
+    return 0
+
+
+def cmd_lm_eval(args: argparse.Namespace) -> int:
+    from harness.integrations.lm_eval import run_lm_eval
+    from harness.samplers import default_sampler_name
+
+    results = run_lm_eval(args.model, args.tasks.split(","), data_dir=args.data_dir, k=args.k, limit=args.limit,
+                          sampler=args.sampler or default_sampler_name(), max_tokens=args.max_tokens,
+                          temperature=args.temperature, top_p=args.top_p, seed=args.seed)
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="harness", description="Test-Time Reinforcement Learning harness")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run_parser = commands.add_parser("run", help="run TTRL (sample, vote, reinforce, measure)")
+    add_run_flags(run_parser)
+    run_parser.add_argument("--resume", type=Path, default=None, help="continue the run in this directory")
+    run_parser.set_defaults(func=cmd_run)
+
+    plugins_parser = commands.add_parser("plugins", help="list registered plugins and where they come from")
+    plugins_parser.add_argument("--json", action="store_true", help="machine-readable output")
+    plugins_parser.set_defaults(func=cmd_plugins)
+
+    grade_parser = commands.add_parser("grade", help="grade JSONL lines {completion, gold} (FILE or -)")
+    grade_parser.add_argument("file", help="a JSONL file, or - for stdin")
+    grade_parser.add_argument("--answer-parser", default="boxed", help="answer parser plugin")
+    grade_parser.add_argument("--parser-opt", action="append", default=[], metavar="KEY=VALUE")
+    grade_parser.set_defaults(func=cmd_grade)
+
+    eval_parser = commands.add_parser("eval", help="evaluate a model: avg@k, maj@k, pass@k (no training)")
+    add_run_flags(eval_parser)
+    eval_parser.set_defaults(func=cmd_eval)
+
+    lm_parser = commands.add_parser("lm-eval", help="evaluate through lm-evaluation-harness")
+    lm_parser.add_argument("--model", default="smollm2-135m")
+    lm_parser.add_argument("--tasks", default="aime24", help="comma-separated: aime24, amc, math500, ...")
+    lm_parser.add_argument("--data-dir", default=None)
+    lm_parser.add_argument("--k", type=int, default=16)
+    lm_parser.add_argument("--limit", type=int, default=None)
+    lm_parser.add_argument("--sampler", default=None)
+    lm_parser.add_argument("--max-tokens", type=int, default=256)
+    lm_parser.add_argument("--temperature", type=float, default=0.6)
+    lm_parser.add_argument("--top-p", type=float, default=0.95)
+    lm_parser.add_argument("--seed", type=int, default=0)
+    lm_parser.set_defaults(func=cmd_lm_eval)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "resume", None) and any(getattr(args, k) is not None for k in RUN_FLAGS):
+        print("error: --resume takes no other run flags: the run's saved config is used", file=sys.stderr)
+        return 2
+    try:
+        return args.func(args)
+    except HarnessError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

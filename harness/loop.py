@@ -1,0 +1,204 @@
+"""The TTRL loop, top to bottom: sample -> extract -> label -> reward -> optimize -> sync -> evaluate -> log.
+
+Each phase is one call into an interface (harness.interfaces); engines (vLLM, transformers, torch) stay
+behind them. Only this loop and the metrics see the gold; strategies other than `oracle` never do.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from harness.config import RunConfig
+from harness.errors import PluginError
+from harness.evaluation import evaluate
+from harness.grouping import build_group, gold_flags
+from harness.interfaces import SamplingParams
+from harness.metrics import aggregate, problem_diagnostics
+from harness.models import resolve_model
+from harness.plugins import get_plugins
+from harness.prompts import format_prompts
+from harness.rundir import RunDir
+from harness.types import Problem, Rollout, RolloutBatch
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    steps_done: int
+    before: dict | None = None
+    after: dict | None = None
+    interrupted: bool = False
+    history: list[dict] = field(default_factory=list)
+
+
+def problems_for_step(problems: list[Problem], step: int, per_step: int, seed: int) -> list[Problem]:
+    """Deterministic schedule: epochs of seeded permutations, sliced `per_step` at a time (resume-safe)."""
+    per_step = min(per_step, len(problems))
+    start = step * per_step
+    epoch, offset = divmod(start, len(problems))
+    chosen: list[Problem] = []
+    while len(chosen) < per_step:
+        order = list(problems)
+        random.Random(seed * 100_003 + epoch).shuffle(order)
+        chosen.extend(order[offset : offset + per_step - len(chosen)])
+        epoch, offset = epoch + 1, 0
+    return chosen
+
+
+def load_problems(config: RunConfig) -> list[Problem]:
+    problems = get_plugins()["benchmark"].create(config.benchmark, config.benchmark_options).load()
+    return problems[: config.limit] if config.limit else problems
+
+
+def check_verdict(strategy_name: str, verdict, expected: int) -> None:
+    if len(verdict.rewards) != expected:
+        raise PluginError(
+            f"strategy '{strategy_name}' returned {len(verdict.rewards)} rewards for {expected} samples; "
+            "return exactly one reward per completion"
+        )
+
+
+def to_rollouts(groups, verdicts, n_train: int) -> list[Rollout]:
+    """The first n_train samples of each non-abstained group become trainable rollouts."""
+    rollouts = []
+    for index, (group, verdict) in enumerate(zip(groups, verdicts, strict=True)):
+        if verdict.abstained:
+            continue  # an abstained problem contributes no gradient
+        for completion, reward in list(zip(group.completions, verdict.rewards, strict=True))[:n_train]:
+            rollouts.append(Rollout(group.problem_id, completion.prompt_token_ids, completion.token_ids,
+                                    reward, index, completion.logprobs))
+    return rollouts
+
+
+def run(config: RunConfig, run_dir: RunDir, log=print) -> RunResult:
+    """Run (or resume) TTRL as configured, writing everything into `run_dir`."""
+    plugins = get_plugins()
+    model_path = resolve_model(config.model)
+    problems = load_problems(config)
+    prompts_by_id = dict(zip((p.id for p in problems),
+                             format_prompts(model_path, problems, config.instruction), strict=True))
+    parser = plugins["answer_parser"].create(config.answer_parser, config.answer_parser_options)
+    strategy = plugins["strategy"].create(config.strategy, config.strategy_options)
+    optimizer = plugins["optimizer"].create(config.optimizer, config.optimizer_options,
+                                            model_path=model_path, total_steps=config.steps, seed=config.seed)
+    sampler = plugins["sampler"].create(config.sampler, config.sampler_options,
+                                        model_path=model_path, seed=config.seed)
+    result = RunResult(run_dir.path, 0)
+    start_step = resume_state(run_dir, optimizer, sampler, log)
+
+    def run_eval(phase: str, step: int) -> dict:
+        scores = evaluate(sampler, parser, problems, [prompts_by_id[p.id] for p in problems],
+                          config.evaluation, config.max_tokens, seed=config.seed + 7919 * (step + 1))
+        run_dir.append(run_dir.eval_path, {"step": step, "phase": phase, **scores})
+        log(f"eval[{phase}] step {step}: " + ", ".join(f"{k}={v:.3f}" for k, v in scores.items()))
+        return scores
+
+    try:
+        if config.evaluation.enabled and start_step == 0:
+            result.before = run_eval("before", 0)
+        bar = tqdm(range(start_step, config.steps), desc="TTRL steps", unit="step", initial=start_step,
+                   total=config.steps)
+        for step in bar:
+            timer = PhaseTimer()
+            batch_problems = problems_for_step(problems, step, config.problems_per_step, config.seed)
+            prompts = [prompts_by_id[p.id] for p in batch_problems]
+
+            # sample: n_votes answers per problem from the current policy
+            with timer("sample"):
+                outputs = sampler.generate(prompts, SamplingParams(
+                    n=config.n_votes, temperature=config.temperature, top_p=config.top_p,
+                    max_tokens=config.max_tokens, seed=config.seed * 1_000_003 + step))
+
+            # extract + label + reward: the strategy sees answers, never the gold (unless it is the oracle)
+            with timer("label"):
+                groups = [build_group(p, prompt, completions, parser, show_gold=strategy.needs_gold)
+                          for p, prompt, completions in zip(batch_problems, prompts, outputs, strict=True)]
+                verdicts = [strategy.label(group) for group in groups]
+                for verdict, group in zip(verdicts, groups, strict=True):
+                    check_verdict(config.strategy, verdict, len(group.completions))
+                correct = [gold_flags(g, p.answer) for g, p in zip(groups, batch_problems, strict=True)]
+                diagnostics = aggregate([problem_diagnostics(g, v, c, p.answer) for g, v, c, p in
+                                         zip(groups, verdicts, correct, batch_problems, strict=True)])
+
+            # optimize: one GRPO (or other) update on the first n_train samples of each labeled problem
+            with timer("optimize"):
+                batch = RolloutBatch(to_rollouts(groups, verdicts, config.train_samples))
+                train_stats = optimizer.step(batch) if len(batch) else {"skipped": 1.0}
+
+            # sync: the sampler gets the new weights in memory (nothing changed if every problem abstained)
+            with timer("sync"):
+                if len(batch):
+                    sampler.load_weights(optimizer.named_weights())
+
+            # log
+            lengths = [len(c.token_ids) for group in groups for c in group.completions]
+            record = {"step": step, **diagnostics, "response_length": sum(lengths) / len(lengths),
+                      **{f"train/{k}": v for k, v in train_stats.items()}, **timer.seconds}
+            run_dir.append(run_dir.metrics_path, record)
+            result.history.append(record)
+            bar.set_postfix(label_acc=f"{diagnostics['label_accuracy']:.2f}",
+                            pass1=f"{diagnostics['pass_at_1']:.3f}")
+
+            # evaluate every K steps, then checkpoint (the checkpoint marks the step as done)
+            if config.evaluation.enabled and config.evaluation.every and (step + 1) % config.evaluation.every == 0 \
+                    and step + 1 < config.steps:
+                run_eval("during", step + 1)
+            if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
+                run_dir.save_checkpoint(step + 1, checkpoint_state(optimizer))
+            result.steps_done = step + 1
+        if config.evaluation.enabled:
+            result.after = run_eval("after", config.steps)
+    except KeyboardInterrupt:
+        result.interrupted = True
+        log(f"interrupted: the last checkpoint is kept; continue with: harness run --resume {run_dir.path}")
+    finally:
+        sampler.close()
+        parser.close()
+    return result
+
+
+def checkpoint_state(optimizer) -> dict:
+    return {"optimizer": optimizer.state_dict(), "python_random": random.getstate()}
+
+
+def resume_state(run_dir: RunDir, optimizer, sampler, log) -> int:
+    """Restore the last checkpoint (if any), push its weights into the sampler, drop later records."""
+    loaded = run_dir.load_checkpoint()
+    if loaded is None:  # nothing finished yet: start clean
+        run_dir.truncate_after(run_dir.metrics_path, 0)
+        run_dir.truncate_after(run_dir.eval_path, 0)
+        return 0
+    step, state = loaded
+    optimizer.load_state_dict(state["optimizer"])
+    random.setstate(state["python_random"])
+    sampler.load_weights(optimizer.named_weights())
+    run_dir.truncate_after(run_dir.metrics_path, step)
+    run_dir.truncate_after(run_dir.eval_path, step + 1)
+    log(f"resumed from step {step}")
+    return step
+
+
+class PhaseTimer:
+    """Accumulates wall seconds per phase: `with timer("sample"): ...`."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, phase: str):
+        return _Phase(self, f"seconds/{phase}")
+
+
+class _Phase:
+    def __init__(self, timer: PhaseTimer, key: str) -> None:
+        self.timer, self.key = timer, key
+
+    def __enter__(self):
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc):
+        self.timer.seconds[self.key] = self.timer.seconds.get(self.key, 0.0) + time.perf_counter() - self.start

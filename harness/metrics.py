@@ -1,0 +1,57 @@
+"""TTRL's diagnostics against the hidden gold, and the evaluation scores (avg@k, maj@k, pass@k)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from statistics import fmean
+
+from harness.types import Group, Verdict
+from strategies.voting import tally, winner
+
+
+def label_is_correct(group: Group, pseudo_label: str | None, correct: Sequence[bool], gold: str) -> bool:
+    """Whether the pseudo-label equals the gold; reuses the per-sample verdicts when it is a voted answer."""
+    if pseudo_label is None:
+        return False
+    if pseudo_label in group.cluster_answers:
+        cluster = group.cluster_answers.index(pseudo_label)
+        return correct[group.clusters.index(cluster)]
+    return group.equivalent(pseudo_label, gold)
+
+
+def problem_diagnostics(group: Group, verdict: Verdict, correct: Sequence[bool], gold: str) -> dict:
+    """Per-problem figures; `correct[i]` says whether sample i matches the gold."""
+    gold_rewards = [1.0 if ok else 0.0 for ok in correct]
+    totals = tally(group.clusters)
+    majority = winner(totals)
+    return {
+        "label_correct": float(label_is_correct(group, verdict.pseudo_label, correct, gold)),
+        "reward_accuracy": fmean(float(r == g) for r, g in zip(verdict.rewards, gold_rewards, strict=True)),
+        "majority_ratio": (totals[majority] / len(group.clusters)) if majority is not None else 0.0,
+        "maj_correct": float(majority is not None and correct[group.clusters.index(majority)]),
+        "pass_at_1": fmean(gold_rewards),
+        "pass_at_n": float(any(correct)),
+        "mean_reward": fmean(verdict.rewards),
+        "abstained": float(verdict.abstained),
+        "no_answer_rate": fmean(float(a is None) for a in group.answers),
+    }
+
+
+LOGGED_NAMES = {
+    "label_correct": "label_accuracy",
+    "reward_accuracy": "reward_accuracy",
+    "majority_ratio": "majority_ratio",
+    "maj_correct": "maj_at_n",
+    "pass_at_1": "pass_at_1",
+    "pass_at_n": "pass_at_n",
+    "mean_reward": "mean_reward",
+    "abstained": "abstain_rate",
+    "no_answer_rate": "no_answer_rate",
+}
+
+
+def aggregate(rows: Sequence[dict]) -> dict[str, float]:
+    """Mean of each per-problem figure over problems, under the names TTRL logs."""
+    if not rows:
+        return {}
+    return {logged: fmean(row[key] for row in rows) for key, logged in LOGGED_NAMES.items()}

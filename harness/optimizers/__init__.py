@@ -1,0 +1,1 @@
+"""Policy optimizers. Built-in: `grpo` (plain torch + transformers). See docs/optimizers.md."""

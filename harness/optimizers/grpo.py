@@ -1,0 +1,321 @@
+"""GRPO in plain torch + transformers: the `grpo` optimizer plugin.
+
+One `step` = group-normalized advantages, PPO-clip loss (+ low_var_kl to a frozen reference) over
+length-sorted micro-batches with gradient accumulation, gradient clipping, one AdamW update per PPO epoch.
+Speed: logits only at completion positions, through a chunked LM head (see losses.py); groups whose rewards
+are all equal are never run; with ppo_epochs == 1 the old log-probs are the current ones detached (TRL does
+the same), so no extra forward pass.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from harness.errors import ConfigError, DataError
+from harness.interfaces import Optimizer
+from harness.optimizers.batching import MicroBatch, build_micro_batches, validate_rollouts
+from harness.optimizers.losses import (
+    HeadWorkspace,
+    chunked_token_logprobs,
+    clipped_policy_loss,
+    fused_head_loss,
+    group_advantages,
+    low_var_kl,
+    token_weights,
+)
+from harness.optimizers.options import GRPOOptions
+from harness.optimizers.schedule import lr_at
+from harness.types import Rollout, RolloutBatch
+
+STATE_FORMAT = 1
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` -> cuda when available, else cpu; an explicit cuda without a GPU is a ConfigError."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"optimizer device {name!r} needs a CUDA GPU and none is visible; use device=auto")
+    return torch.device(name)
+
+
+def load_causal_lm(
+    model_path: str, dtype: torch.dtype, device: torch.device, trainable: bool, attention: str = "auto"
+) -> nn.Module:
+    """The HF causal LM at `model_path`, on `device`, dropout off (RL log-probs must be deterministic)."""
+    from transformers import AutoModelForCausalLM  # slow import: only when a model is really loaded
+
+    try:
+        if attention == "auto":
+            attention = "sdpa" if device.type == "cuda" else "eager"
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, attn_implementation=attention)
+    except (OSError, ValueError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError(f"cannot load model {model_path!r} for training: {first_line}") from None
+    model.to(device)
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+        if hasattr(module, "attention_dropout"):
+            module.attention_dropout = 0.0
+    model.train(trainable)  # train mode only matters for gradient checkpointing; dropout is zeroed
+    model.requires_grad_(trainable)
+    return model
+
+
+def _cpu_clone(value: Any) -> Any:
+    """A deep copy with every tensor cloned onto the CPU (a snapshot later steps cannot change)."""
+    if isinstance(value, Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {key: _cpu_clone(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_cpu_clone(item) for item in value)
+    return copy.deepcopy(value)
+
+
+class GRPOOptimizer(Optimizer):
+    """Group Relative Policy Optimization on a transformers causal LM (TTRL's trainer)."""
+
+    name = "grpo"
+    Options = GRPOOptions
+
+    def __init__(self, options: GRPOOptions, model_path: str, total_steps: int, seed: int = 0) -> None:
+        super().__init__(options, model_path, total_steps, seed)
+        self.options: GRPOOptions = options
+        self.device = resolve_device(options.device)
+        compute_dtype = torch.bfloat16 if options.bf16 else torch.float32
+        weights_dtype = compute_dtype if options.bf16_weights else torch.float32
+        self.policy = load_causal_lm(
+            model_path, weights_dtype, self.device, trainable=True, attention=options.attn_implementation
+        )
+        if options.gradient_checkpointing:
+            self.policy.gradient_checkpointing_enable({"use_reentrant": False})
+        # kl_coef == 0: no reference model exists at all (memory and a forward pass saved)
+        self.reference = (
+            load_causal_lm(model_path, compute_dtype, self.device, False, options.attn_implementation)
+            if options.kl_coef > 0
+            else None
+        )
+        self._autocast = options.bf16 and not options.bf16_weights
+        self._names = [name for name, _ in self.policy.named_parameters()]
+        self._model_params = [param for _, param in self.policy.named_parameters()]
+        # The optimizer always updates fp32 masters; with bf16 weights they are separate copies.
+        if self._model_params[0].dtype == torch.float32:
+            self._master = self._model_params
+        else:
+            self._master = [nn.Parameter(p.detach().float().clone()) for p in self._model_params]
+        self.adamw = torch.optim.AdamW(
+            self._master,
+            lr=options.lr,
+            betas=options.adam_betas,
+            eps=options.adam_eps,
+            weight_decay=options.weight_decay,
+            fused=True,  # one kernel for all parameters, on CPU and CUDA
+        )
+        self._workspace = HeadWorkspace()
+        self.step_count = 0
+        config = self.policy.config
+        self._vocab_size = int(config.vocab_size)
+        self._max_positions = int(getattr(config, "max_position_embeddings", 1 << 30))
+
+    # ---- the update -------------------------------------------------------------------------------
+
+    def step(self, batch: RolloutBatch) -> dict[str, float]:
+        started = time.perf_counter()
+        rollouts = list(batch.rollouts)
+        validate_rollouts(rollouts, self._vocab_size, self._max_positions)
+        rewards = torch.tensor([float(r.reward) for r in rollouts], dtype=torch.float64)
+        groups = torch.tensor([int(r.group_index) for r in rollouts], dtype=torch.long)
+        advantages = group_advantages(rewards, groups, self.options.scale_rewards, self.options.advantage_eps)
+        trained, skipped_groups = _groups_with_signal(rollouts)
+        indices = [i for i, r in enumerate(rollouts) if r.group_index in trained]
+        micro_batches = [
+            mb.to(self.device)
+            for mb in build_micro_batches(rollouts, indices, advantages, self.options.micro_batch_size)
+        ]
+        lr = lr_at(self.step_count, self.total_steps, self.options.warmup_ratio, self.options.lr)
+        for group in self.adamw.param_groups:
+            group["lr"] = lr
+        sums: dict[str, float] = defaultdict(float)
+        if micro_batches:
+            self._train(micro_batches, sums)
+        self.step_count += 1
+        seconds = time.perf_counter() - started
+        tokens = sum(mb.num_tokens for mb in micro_batches)
+        epochs = self.options.ppo_epochs if micro_batches else 1
+        metrics = {key: sums[key] / epochs for key in ("loss", "pg_loss", "kl", "entropy", "clip_fraction")}
+        metrics.update(
+            grad_norm=sums["grad_norm"] / epochs,
+            lr=lr,
+            advantage_mean=float(advantages.mean()) if len(rollouts) else 0.0,
+            advantage_std=float(advantages.std(unbiased=False)) if len(rollouts) else 0.0,
+            reward_mean=float(rewards.mean()) if len(rollouts) else 0.0,
+            tokens=float(tokens),
+            trained_sequences=float(sum(len(mb.rollout_indices) for mb in micro_batches)),
+            skipped_groups=float(skipped_groups),
+            seconds=seconds,
+            tokens_per_second=tokens / seconds if seconds > 0 else 0.0,
+        )
+        return metrics
+
+    def _train(self, micro_batches: list[MicroBatch], sums: dict[str, float]) -> None:
+        num_tokens = float(sum(mb.targets.numel() for mb in micro_batches))
+        num_seqs = float(sum(len(mb.rollout_indices) for mb in micro_batches))
+        reference = self._frozen_logprobs(self.reference, micro_batches) if self.reference else None
+        # On-policy (one epoch, one update): old log-probs are the current ones, detached; no extra pass.
+        old = self._frozen_logprobs(self.policy, micro_batches) if self.options.ppo_epochs > 1 else None
+        for _ in range(self.options.ppo_epochs):
+            for k, mb in enumerate(micro_batches):
+                ref_k = reference[k] if reference is not None else None
+                old_k = old[k] if old is not None else None
+                self._train_micro_batch(mb, ref_k, old_k, num_tokens, num_seqs, sums)
+            sums["grad_norm"] += self._apply_update()
+
+    def _train_micro_batch(
+        self,
+        mb: MicroBatch,
+        ref_logp: Tensor | None,
+        old_logp: Tensor | None,
+        num_tokens: float,
+        num_seqs: float,
+        sums: dict[str, float],
+    ) -> None:
+        opts = self.options
+        weights = token_weights(mb.seq_ids, opts.loss_agg_mode, num_tokens, num_seqs)
+
+        def token_loss(logp: Tensor, entropy: Tensor, chunk: slice) -> Tensor:
+            # on-policy (old_logp None): ratio = exp(logp - logp.detach()) = 1 with the right gradient
+            old = logp.detach() if old_logp is None else old_logp[chunk]
+            loss, _ = clipped_policy_loss(logp, old, mb.advantages[chunk], opts.clip_eps, opts.clip_eps_high)
+            if ref_logp is not None:
+                loss = loss + opts.kl_coef * low_var_kl(logp, ref_logp[chunk])
+            if opts.entropy_coef != 0.0:
+                loss = loss - opts.entropy_coef * entropy
+            return loss * weights[chunk]
+
+        with self._precision():
+            hidden = self._completion_hidden(self.policy, mb)
+            head = self.policy.get_output_embeddings().weight
+            loss, logp, entropy = fused_head_loss(
+                hidden, head, mb.targets, token_loss, opts.logits_chunk_size, self._workspace
+            )
+        loss.backward()
+        self._accumulate_master_grads()
+        # metrics from the detached log-probs: cheap [n]-sized recomputation of the loss pieces
+        old = logp if old_logp is None else old_logp
+        per_token, clipped = clipped_policy_loss(logp, old, mb.advantages, opts.clip_eps, opts.clip_eps_high)
+        sums["loss"] += float(loss.detach())
+        sums["pg_loss"] += float((per_token * weights).sum())
+        if ref_logp is not None:
+            sums["kl"] += float(low_var_kl(logp, ref_logp).sum()) / num_tokens
+        sums["entropy"] += float(entropy.sum()) / num_tokens
+        sums["clip_fraction"] += float(clipped.sum()) / num_tokens
+
+    def _completion_hidden(self, model: nn.Module, mb: MicroBatch) -> Tensor:
+        """Final hidden states at the positions that predict completion tokens, flat [n, d]."""
+        hidden = model.get_decoder()(input_ids=mb.input_ids, use_cache=False).last_hidden_state
+        return hidden.reshape(-1, hidden.shape[-1]).index_select(0, mb.gather_index)
+
+    @torch.no_grad()
+    def _frozen_logprobs(self, model: nn.Module, micro_batches: list[MicroBatch]) -> list[Tensor]:
+        head = model.get_output_embeddings().weight
+        with self._precision():
+            return [
+                chunked_token_logprobs(
+                    self._completion_hidden(model, mb),
+                    head,
+                    mb.targets,
+                    self.options.logits_chunk_size,
+                    self._workspace,
+                )[0]
+                for mb in micro_batches
+            ]
+
+    def _precision(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self._autocast)
+
+    def _accumulate_master_grads(self) -> None:
+        """With bf16 weights, move this micro-batch's gradients into fp32 master grads (fp32 accumulation)."""
+        if self._master is self._model_params:
+            return
+        for master, param in zip(self._master, self._model_params, strict=True):
+            if param.grad is None:
+                continue
+            if master.grad is None:
+                master.grad = param.grad.float()
+            else:
+                master.grad.add_(param.grad)
+            param.grad = None
+
+    def _apply_update(self) -> float:
+        """Clip, AdamW step, sync bf16 copies. A non-finite gradient norm skips the update (weights kept)."""
+        norm = float(torch.nn.utils.clip_grad_norm_(self._master, self.options.max_grad_norm, foreach=True))
+        if torch.isfinite(torch.tensor(norm)):
+            self.adamw.step()
+        self.adamw.zero_grad(set_to_none=True)
+        self._sync_model_weights()
+        return norm
+
+    @torch.no_grad()
+    def _sync_model_weights(self) -> None:
+        if self._master is not self._model_params:
+            torch._foreach_copy_(self._model_params, self._master)
+
+    # ---- weights and checkpoints --------------------------------------------------------------------
+
+    def named_weights(self) -> Iterator[tuple[str, Tensor]]:
+        """(HF name, bf16 tensor) per parameter, on the training device; tied lm_head is not repeated.
+
+        The tensors may alias the live weights: a consumer that keeps them must copy.
+        """
+        for name, param in self.policy.named_parameters():
+            yield name, param.detach().to(torch.bfloat16)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "format": STATE_FORMAT,
+            "step": self.step_count,
+            "policy": {
+                name: master.detach().to("cpu", copy=True)
+                for name, master in zip(self._names, self._master, strict=True)
+            },
+            "optimizer": _cpu_clone(self.adamw.state_dict()),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            },
+            "options": self.options.model_dump(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            raise DataError(f"optimizer checkpoint is not a grpo state (format {STATE_FORMAT}); resume from another")
+        weights = state["policy"]
+        if list(weights) != self._names:
+            raise DataError("optimizer checkpoint was saved for a different model; resume with the same --model")
+        with torch.no_grad():
+            for name, master in zip(self._names, self._master, strict=True):
+                master.copy_(weights[name])
+        self._sync_model_weights()
+        self.adamw.load_state_dict(state["optimizer"])
+        self.step_count = int(state["step"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if state["rng"]["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+
+
+def _groups_with_signal(rollouts: list[Rollout]) -> tuple[set[int], int]:
+    """(groups whose rewards differ, count of groups whose rewards are all equal and are skipped)."""
+    rewards_by_group: dict[int, set[float]] = defaultdict(set)
+    for rollout in rollouts:
+        rewards_by_group[int(rollout.group_index)].add(float(rollout.reward))
+    trained = {group for group, values in rewards_by_group.items() if len(values) > 1}
+    return trained, len(rewards_by_group) - len(trained)

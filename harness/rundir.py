@@ -1,0 +1,150 @@
+"""The run directory: resolved config, metrics.jsonl, eval.jsonl, checkpoints. Every write is atomic."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError
+
+CHECKPOINT_META = "checkpoint.json"
+MIN_FREE_BYTES = 2 * 1024**3  # a 135M-parameter checkpoint with AdamW state is ~1.6 GB
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write to a temp file in the same folder, fsync, then rename over the target."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, value: Any) -> None:
+    write_atomic(path, (json.dumps(value, indent=2, default=str) + "\n").encode())
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class RunDir:
+    """One run's folder. Knows nothing about training; stores what the loop hands it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.config_path = self.path / "config.json"
+        self.metrics_path = self.path / "metrics.jsonl"
+        self.eval_path = self.path / "eval.jsonl"
+        self.checkpoint_dir = self.path / "checkpoint"
+
+    @classmethod
+    def create(cls, path: Path, config: dict) -> RunDir:
+        run = cls(path)
+        if run.config_path.exists():
+            raise HarnessError(f"{path} already holds a run: continue it with --resume {path} or pick --output")
+        run.check_writable()
+        write_json(run.config_path, config)
+        return run
+
+    @classmethod
+    def open(cls, path: Path) -> RunDir:
+        run = cls(path)
+        if not run.config_path.is_file():
+            raise HarnessError(f"--resume {path}: no config.json there; is it a run directory?")
+        run.check_writable()
+        return run
+
+    def check_writable(self) -> None:
+        """Fail before any work when the folder cannot be written or the disk is nearly full."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            write_atomic(self.path / ".write-test", b"ok")
+            (self.path / ".write-test").unlink()
+        except OSError as error:
+            raise HarnessError(f"output directory {self.path} is not writable ({error.strerror})") from None
+        free = shutil.disk_usage(self.path).free
+        if free < MIN_FREE_BYTES:
+            raise HarnessError(
+                f"output directory {self.path} has {free / 1024**3:.1f} GiB free; checkpoints need "
+                f"{MIN_FREE_BYTES / 1024**3:.0f} GiB: free space or pick another --output"
+            )
+
+    def read_config(self) -> dict:
+        return json.loads(self.config_path.read_text())
+
+    # metrics.jsonl / eval.jsonl: append one line per record, fsync'd; truncated to the checkpoint on resume
+    def append(self, path: Path, record: dict) -> None:
+        with path.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def truncate_after(self, path: Path, step: int) -> None:
+        """Drop records of steps >= `step` (written after the checkpoint we resume from)."""
+        if not path.exists():
+            return
+        kept = [line for line in path.read_text().splitlines() if _keep(line, step)]
+        write_atomic(path, "".join(line + "\n" for line in kept).encode())
+
+    # checkpoints: state-<step>.pt, then checkpoint.json naming it with its sha256, then old files go
+    def save_checkpoint(self, step: int, state: dict) -> None:
+        import torch
+
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        target = self.checkpoint_dir / f"state-{step:06d}.pt"
+        tmp = target.with_suffix(".pt.partial")
+        torch.save(state, tmp)
+        with tmp.open("rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+        write_json(self.checkpoint_dir / CHECKPOINT_META, {"step": step, "file": target.name,
+                                                            "sha256": sha256_of(target)})
+        for old in self.checkpoint_dir.glob("state-*.pt*"):
+            if old.name != target.name:
+                old.unlink(missing_ok=True)
+
+    def load_checkpoint(self) -> tuple[int, dict] | None:
+        """(step, state) of the last complete checkpoint; None when there is none yet."""
+        import torch
+
+        meta_path = self.checkpoint_dir / CHECKPOINT_META
+        if not meta_path.exists():
+            return None
+        try:
+            meta = json.loads(meta_path.read_text())
+            target = self.checkpoint_dir / meta["file"]
+            step, expected = int(meta["step"]), meta["sha256"]
+        except (ValueError, KeyError, TypeError):
+            raise HarnessError(f"{meta_path} is corrupt: refusing to resume; delete the run or restore it") from None
+        if not target.is_file() or sha256_of(target) != expected:
+            raise HarnessError(f"checkpoint {target} is missing or corrupt (sha256 mismatch): refusing to load it")
+        return step, torch.load(target, map_location="cpu", weights_only=True)
+
+
+def _keep(line: str, step: int) -> bool:
+    try:
+        return json.loads(line).get("step", 0) < step
+    except json.JSONDecodeError:
+        return False  # a torn last line from a crash mid-write

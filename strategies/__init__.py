@@ -1,0 +1,1 @@
+"""Built-in labeling strategies: majority (TTRL), weighted (confidence-weighted vote), oracle (gold)."""

@@ -1,0 +1,68 @@
+"""The `harness` command line: listings, one-line errors with exit codes, grading from stdin."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+
+def harness(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TTRL_HARNESS_PLUGINS": ""}  # built-ins only: independent of what else is installed
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], input=stdin, capture_output=True,
+                          text=True, cwd=REPO, env=env, timeout=300)
+
+
+def test_plugins_lists_every_builtin():
+    """`harness plugins` prints kind, name and source for each built-in."""
+    result = harness("plugins")
+    assert result.returncode == 0, result.stderr
+    rows = {tuple(line.split()) for line in result.stdout.splitlines()}
+    for kind, name in [("strategy", "majority"), ("strategy", "weighted"), ("strategy", "oracle"),
+                       ("optimizer", "grpo"), ("sampler", "vllm"), ("sampler", "hf"),
+                       ("answer_parser", "boxed"), ("benchmark", "aime24"), ("benchmark", "amc"),
+                       ("benchmark", "math500"), ("benchmark", "arith")]:
+        assert (kind, name, "builtin") in rows
+
+
+def test_unknown_strategy_is_one_line_and_exit_2(tmp_path):
+    """A typo in --strategy fails before any work with a suggestion."""
+    result = harness("run", "--strategy", "majorty", "--optimizer", "grpo", "--output", str(tmp_path / "r"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: Unknown strategy 'majorty'. Did you mean: majority? Known: majority, oracle, weighted"]
+    assert not (tmp_path / "r").exists()
+
+
+def test_bad_config_lists_each_field(tmp_path):
+    """Bad flags and plugin options give one line per field and exit code 2."""
+    result = harness("run", "--n-votes", "0", "--temperature", "9", "--output", str(tmp_path / "r"))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("error: n_votes: Input should be greater than or equal to 1")
+    assert lines[1].startswith("temperature: Input should be less than or equal to 2")
+    bad_option = harness("run", "--strategy-opt", "min_agreement=2", "--output", str(tmp_path / "r"))
+    assert bad_option.returncode == 2
+    assert "strategy 'majority' option min_agreement: Input should be less than or equal to 1" in bad_option.stderr
+
+
+def test_grade_reads_stdin_and_passes_fields_through():
+    """`harness grade -` answers each line with the extracted answer and its correctness."""
+    lines = [{"completion": "so \\boxed{\\dfrac{1}{2}}", "gold": "\\frac12", "id": 1},
+             {"completion": "no final answer", "gold": "3", "id": 2}]
+    result = harness("grade", "-", stdin="".join(json.dumps(line) + "\n" for line in lines))
+    assert result.returncode == 0, result.stderr
+    out = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(o["id"], o["answer"], o["correct"]) for o in out] == [(1, "\\dfrac{1}{2}", True), (2, None, False)]
+    summary = json.loads(result.stderr.strip().splitlines()[-1])
+    assert summary["count"] == 2 and summary["accuracy"] == 0.5
+
+
+def test_grade_reports_the_bad_line():
+    """A broken JSON line names its line number."""
+    result = harness("grade", "-", stdin='{"completion": "x", "gold": "1"}\n{not json\n')
+    assert result.returncode != 0
+    assert "line 2" in result.stderr and len(result.stderr.strip().splitlines()) == 1

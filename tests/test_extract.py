@@ -1,0 +1,128 @@
+"""Answer extraction: last \\boxed{}, nested braces, fallbacks, None (never "") when nothing is found."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from answer_parsers.extract import extract_answer
+from harness.errors import ConfigError
+
+BOXED_CASES = [
+    ("So the answer is \\boxed{42}.", "42"),
+    ("First \\boxed{1}, then finally \\boxed{2}", "2"),
+    ("\\boxed{\\frac{14}{3}}", "\\frac{14}{3}"),
+    ("\\boxed{\\left( 3, \\frac{\\pi}{2} \\right)}", "\\left( 3, \\frac{\\pi}{2} \\right)"),
+    ("nested \\boxed{\\frac{\\sqrt{3}}{\\sqrt{2+\\sqrt{2}}}} end", "\\frac{\\sqrt{3}}{\\sqrt{2+\\sqrt{2}}}"),
+    ("\\fbox{7}", "7"),
+    ("$\\boxed{ 5 }$", "5"),
+    ("\\boxed 5", "5"),
+    ("\\boxed 5.", "5"),
+    ("\\boxed {12}", "12"),
+    ("\\boxed{\\{1,2\\}}", "\\{1,2\\}"),
+    ("\\boxed{$x=3$}", "x=3"),
+    ("\\boxed{\\text{(C)}} and then some trailing words", "\\text{(C)}"),
+    ("good \\boxed{3} then a truncated \\boxed{4", "3"),
+    ("good \\boxed{3} then an empty \\boxed{}", "3"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), BOXED_CASES)
+def test_boxed_extraction(text, expected):
+    """The last closed, non-empty box wins, with its nested braces intact and math delimiters trimmed."""
+    assert extract_answer(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "no answer here", "\\boxed{}", "\\boxed{   }", "\\boxed{5", "\\boxedx 5"])
+def test_no_answer_is_none(text):
+    """Nothing to extract gives None, never the empty string."""
+    assert extract_answer(text) is None
+    assert extract_answer(text, ["answer_is"]) is None
+
+
+def test_fallbacks_are_off_by_default():
+    """Without fallbacks, prose answers and bare numbers are not answers."""
+    assert extract_answer("The answer is 17.") is None
+    assert extract_answer("we get 3 + 4 = 7") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Thus the final answer is $\\frac{1}{2}$.", "\\frac{1}{2}"),
+        ("The answer is 17.", "17"),
+        ("Answer: **C**", "C"),
+        ("the answer is 3.\nThen the answer is 4.5.\nmore text", "4.5"),
+    ],
+)
+def test_answer_is_fallback(text, expected):
+    """"answer_is" takes the rest of the line after the last "answer is"/"answer:"."""
+    assert extract_answer(text, ["answer_is"]) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("we get 3 + 4 = 7", "7"), ("total 1,000 apples", "1,000"), ("down to -2.5 degrees", "-2.5")],
+)
+def test_last_number_fallback(text, expected):
+    """"last_number" takes the last ASCII number, thousands separators and sign included."""
+    assert extract_answer(text, ["last_number"]) == expected
+
+
+def test_last_number_ignores_unicode_digits():
+    """Fullwidth digits are not numbers to the fallback (no look-alike answers)."""
+    assert extract_answer("the result is ４２", ["last_number"]) is None
+
+
+def test_fallback_order_and_box_priority():
+    """A box beats every fallback; fallbacks run in the order given."""
+    text = "The answer is 5. Also 9."
+    assert extract_answer(text, ["answer_is", "last_number"]) == "5"
+    assert extract_answer(text, ["last_number", "answer_is"]) == "9"
+    assert extract_answer("The answer is 5. \\boxed{6}", ["answer_is", "last_number"]) == "6"
+
+
+def test_official_fallback_defect_is_opt_in():
+    """TTRL's "last number" turns \\frac{14}{3} into 3; ours keeps the box and only falls back on request."""
+    assert extract_answer("\\boxed{\\frac{14}{3}}", ["last_number"]) == "\\frac{14}{3}"
+    assert extract_answer("so x = \\frac{14}{3}", ["last_number"]) == "3"
+    assert extract_answer("so x = \\frac{14}{3}") is None
+
+
+def test_unknown_fallback_is_a_config_error():
+    """A misspelt fallback name fails with a message listing the valid names."""
+    with pytest.raises(ConfigError, match="answer_is, last_number"):
+        extract_answer("\\boxed{1}", ["last_num"])
+
+
+def test_deep_nesting_and_huge_text_are_fast():
+    """10,000 nested braces and a 1 MB completion are scanned in linear time without recursion."""
+    deep = "\\boxed{" + "{" * 10_000 + "1" + "}" * 10_000 + "}"
+    started = time.perf_counter()
+    assert extract_answer(deep) == "{" * 10_000 + "1" + "}" * 10_000
+    huge = "x" * 1_000_000 + "\\boxed{" + "9" * 1_000_000 + "}"
+    assert extract_answer(huge) == "9" * 1_000_000
+    assert extract_answer("\\boxed{" * 100_000, ["answer_is", "last_number"]) is None
+    assert extract_answer("1," * 300_000, ["last_number"]) is not None
+    assert time.perf_counter() - started < 5.0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=400), st.lists(st.sampled_from(["answer_is", "last_number"]), max_size=2))
+def test_extraction_never_raises(text, fallbacks):
+    """Arbitrary text: a non-empty string or None, quickly, never an exception."""
+    started = time.perf_counter()
+    answer = extract_answer(text, fallbacks)
+    assert answer is None or (isinstance(answer, str) and answer.strip())
+    assert time.perf_counter() - started < 1.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet="\\boxed{}fbx $0123456789.,-answer is:\n", max_size=300))
+def test_extraction_never_raises_on_box_soup(text):
+    """Text made of box fragments and braces still extracts safely."""
+    answer = extract_answer(text, ["answer_is", "last_number"])
+    assert answer is None or (isinstance(answer, str) and answer.strip())

@@ -1,0 +1,188 @@
+"""The `grpo` optimizer on the real embedded model (SmolLM2-135M): learning signal, KL, resume, weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from harness.errors import ConfigError, DataError
+from harness.models import resolve_model
+from harness.optimizers.grpo import GRPOOptimizer
+from harness.optimizers.options import GRPOOptions
+from harness.registry import Registry
+from harness.types import Rollout, RolloutBatch
+
+QUESTIONS = ["What is 7 + 5? Answer with a number.", "Name a color of the sky."]
+COMPLETIONS_PER_PROMPT = 4
+REWARDS = [1.0, 0.0, 1.0, 0.0]
+
+
+@pytest.fixture(scope="module")
+def model_path() -> str:
+    return resolve_model("smollm2-135m")
+
+
+@pytest.fixture(scope="module")
+def rollouts(model_path: str) -> list[Rollout]:
+    """2 prompts x 4 completions sampled from the model itself; rewards 1, 0, 1, 0 within each group."""
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.bfloat16)
+    torch.manual_seed(0)
+    result = []
+    for group, question in enumerate(QUESTIONS):
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": question}], add_generation_prompt=True, tokenize=False
+        )
+        prompt_ids = tokenizer(text, add_special_tokens=False).input_ids
+        with torch.no_grad():
+            out = model.generate(
+                torch.tensor([prompt_ids]),
+                do_sample=True,
+                temperature=1.0,
+                max_new_tokens=16,
+                num_return_sequences=COMPLETIONS_PER_PROMPT,
+                pad_token_id=tokenizer.eos_token_id,
+            )
+        for k in range(COMPLETIONS_PER_PROMPT):
+            completion = out[k, len(prompt_ids) :].tolist()
+            if tokenizer.eos_token_id in completion:  # keep the EOS, drop the padding after it
+                completion = completion[: completion.index(tokenizer.eos_token_id) + 1]
+            result.append(Rollout(f"q{group}", prompt_ids, completion, REWARDS[k], group))
+    return result
+
+
+def make_optimizer(model_path: str, total_steps: int = 1, **options) -> GRPOOptimizer:
+    defaults = {"lr": 5e-5, "warmup_ratio": 0.0, "kl_coef": 0.0, "micro_batch_size": 3}
+    return GRPOOptimizer(GRPOOptions(**{**defaults, **options}), model_path, total_steps=total_steps)
+
+
+@torch.no_grad()
+def summed_logprobs(model: torch.nn.Module, rollouts: list[Rollout]) -> list[float]:
+    """Sum of log p(completion token) per rollout, from the plain HF forward (full logits), no_grad."""
+    sums = []
+    for rollout in rollouts:
+        ids = torch.tensor([rollout.prompt_token_ids + rollout.completion_token_ids])
+        log_probs = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), dim=-1)
+        targets = ids[0, 1:]
+        picked = log_probs.gather(1, targets[:, None]).squeeze(1)[len(rollout.prompt_token_ids) - 1 :]
+        sums.append(float(picked.sum()))
+    return sums
+
+
+@pytest.mark.slow
+def test_one_step_raises_rewarded_and_lowers_unrewarded_logprobs(model_path, rollouts) -> None:
+    """After one GRPO step every rewarded completion is likelier and every unrewarded one less likely."""
+    optimizer = make_optimizer(model_path)
+    before = summed_logprobs(optimizer.policy, rollouts)
+    metrics = optimizer.step(RolloutBatch(rollouts))
+    after = summed_logprobs(optimizer.policy, rollouts)
+    deltas = [b - a for a, b in zip(before, after, strict=True)]
+    for rollout, delta in zip(rollouts, deltas, strict=True):
+        assert (delta > 0) == (rollout.reward > 0), f"reward {rollout.reward}: log-prob change {delta:+.4f}"
+    assert metrics["skipped_groups"] == 0 and metrics["trained_sequences"] == len(rollouts)
+    assert metrics["clip_fraction"] == 0.0  # on-policy: ratio is exactly 1
+    assert metrics["kl"] == 0.0 and metrics["grad_norm"] > 0 and metrics["entropy"] > 0
+    assert metrics["lr"] == pytest.approx(5e-5)
+    tokens = sum(len(r.prompt_token_ids) + len(r.completion_token_ids) for r in rollouts)
+    assert metrics["tokens"] == tokens
+
+
+@pytest.mark.slow
+def test_micro_batching_does_not_change_the_update(model_path, rollouts) -> None:
+    """Micro-batches of 1 and of 8 sequences give the same loss and gradient norm (global token-mean)."""
+    results = []
+    for size in (1, 8):
+        optimizer = make_optimizer(model_path, micro_batch_size=size, kl_coef=0.0)
+        results.append(optimizer.step(RolloutBatch(rollouts)))
+        del optimizer
+    assert results[0]["grad_norm"] == pytest.approx(results[1]["grad_norm"], rel=0.02)
+    assert results[0]["entropy"] == pytest.approx(results[1]["entropy"], rel=0.01)
+
+
+@pytest.mark.slow
+def test_kl_coef_zero_holds_no_reference_model(model_path) -> None:
+    """kl_coef=0 keeps no second model in memory: the policy is the only nn.Module attribute."""
+    optimizer = make_optimizer(model_path, kl_coef=0.0)
+    modules = [value for value in vars(optimizer).values() if isinstance(value, torch.nn.Module)]
+    assert optimizer.reference is None
+    assert modules == [optimizer.policy]
+
+
+@pytest.mark.slow
+def test_state_dict_round_trip_resumes_identically(model_path, rollouts) -> None:
+    """save -> new optimizer -> load -> step equals continuing (with KL, 2 PPO epochs, schedule)."""
+    options = {"kl_coef": 0.05, "ppo_epochs": 2, "warmup_ratio": 0.5, "lr": 2e-5}
+    first, second = RolloutBatch(rollouts[:4]), RolloutBatch(rollouts)
+    original = make_optimizer(model_path, total_steps=4, **options)
+    assert isinstance(original.reference, torch.nn.Module)
+    original.step(first)
+    saved = original.state_dict()
+    continued = original.step(second)
+    continued_weights = {name: tensor.clone() for name, tensor in original.named_weights()}
+    del original
+    resumed = make_optimizer(model_path, total_steps=4, **options)
+    resumed.load_state_dict(saved)
+    replayed = resumed.step(second)
+    for key in ("loss", "pg_loss", "kl", "entropy", "grad_norm", "lr", "clip_fraction"):
+        assert replayed[key] == continued[key], key
+    assert continued["kl"] > 0  # the policy moved away from the reference in the first step
+    assert continued["clip_fraction"] > 0  # the second PPO epoch is off-policy and clips
+    for name, tensor in resumed.named_weights():
+        assert torch.equal(tensor, continued_weights[name]), name
+
+
+@pytest.mark.slow
+def test_equal_reward_groups_are_skipped_but_counted(model_path, rollouts) -> None:
+    """A group whose rewards are all equal is never run; a batch of only such groups changes nothing."""
+    flat = [Rollout(r.problem_id, r.prompt_token_ids, r.completion_token_ids, 1.0, r.group_index) for r in rollouts]
+    mixed = rollouts[:4] + flat[4:]
+    optimizer = make_optimizer(model_path, total_steps=10)
+    metrics = optimizer.step(RolloutBatch(mixed))
+    assert metrics["skipped_groups"] == 1 and metrics["trained_sequences"] == 4
+    assert metrics["tokens"] == sum(len(r.prompt_token_ids) + len(r.completion_token_ids) for r in rollouts[:4])
+    weights = {name: tensor.clone() for name, tensor in optimizer.named_weights()}
+    idle = optimizer.step(RolloutBatch(flat))
+    assert idle["skipped_groups"] == 2 and idle["tokens"] == 0 and idle["grad_norm"] == 0
+    assert optimizer.step_count == 2
+    assert all(torch.equal(tensor, weights[name]) for name, tensor in optimizer.named_weights())
+
+
+@pytest.mark.slow
+def test_named_weights_load_into_a_fresh_model(model_path) -> None:
+    """named_weights gives bf16 HF names without the tied lm_head, and they load into a fresh model."""
+    optimizer = make_optimizer(model_path)
+    weights = dict(optimizer.named_weights())
+    assert "lm_head.weight" not in weights and "model.embed_tokens.weight" in weights
+    assert {tensor.dtype for tensor in weights.values()} == {torch.bfloat16}
+    fresh = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.bfloat16)
+    result = fresh.load_state_dict(weights, strict=False)
+    assert result.unexpected_keys == [] and set(result.missing_keys) <= {"lm_head.weight"}
+
+
+@pytest.mark.slow
+def test_bad_rollouts_raise_data_errors(model_path, rollouts) -> None:
+    """Token ids outside the vocabulary and empty prompts are rejected with a one-line DataError."""
+    optimizer = make_optimizer(model_path)
+    bad = Rollout("x", [1, 2], [10**9], 1.0, 0)
+    with pytest.raises(DataError, match="outside the vocabulary"):
+        optimizer.step(RolloutBatch([bad, *rollouts[:3]]))
+    with pytest.raises(DataError, match="no prompt tokens"):
+        optimizer.step(RolloutBatch([Rollout("x", [], [5], 1.0, 0)]))
+
+
+def test_options_are_validated_with_clear_messages() -> None:
+    """Bad or unknown options raise ConfigError naming the field; valid ones pass."""
+    registry = Registry("optimizer")
+    registry.add(GRPOOptimizer)
+    assert registry.options("grpo", {"lr": 1e-5, "clip_eps_high": 0.28}).clip_eps_high == 0.28
+    with pytest.raises(ConfigError, match="lr"):
+        registry.options("grpo", {"lr": -1})
+    with pytest.raises(ConfigError, match="learning_rate"):
+        registry.options("grpo", {"learning_rate": 1e-5})
+    with pytest.raises(ConfigError, match="clip_eps_high"):
+        registry.options("grpo", {"clip_eps": 0.3, "clip_eps_high": 0.2})
+    with pytest.raises(ConfigError, match="device"):
+        registry.options("grpo", {"device": "tpu"})
+    with pytest.raises(ConfigError, match="loss_agg_mode"):
+        registry.options("grpo", {"loss_agg_mode": "sum"})
