@@ -42,6 +42,8 @@ def grade_lines(lines: Iterable[str], parser: AnswerParser, out: TextIO) -> dict
 def _parse_line(line: str, number: int) -> dict[str, Any]:
     try:
         record = json.loads(line)
+    except RecursionError:
+        raise DataError(f"line {number}: JSON nested too deeply; write one flat object per line") from None
     except json.JSONDecodeError as error:
         raise DataError(
             f"line {number}: bad JSON ({error.msg} at column {error.colno}); "

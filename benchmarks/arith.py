@@ -39,7 +39,7 @@ class ArithOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    count: int = Field(48, ge=1, le=100_000, description="Number of problems.")
+    count: int = Field(16, ge=1, le=100_000, description="Number of problems.")
     digits: int = Field(2, ge=1, le=12, description="Digits per operand: operands lie in [10^(d-1), 10^d).")
     operations: str = Field("+-*", description='Operations to draw from, a subset of "+-*" (e.g. "+-").')
     steps: int = Field(1, ge=1, le=8, description="Operations per problem (2+: a 'Compute ...' expression).")

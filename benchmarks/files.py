@@ -120,7 +120,7 @@ def _check_unique(problems: Iterable[Problem], path: Path) -> None:
 
 def _read_text(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")  # a byte-order mark (Windows editors) is not content
     except FileNotFoundError:
         raise DataError(f"{path}: file not found; pass --benchmark-opt path=FILE_OR_FOLDER") from None
     except (OSError, UnicodeDecodeError) as error:
@@ -134,6 +134,8 @@ def read_ttrl_json(path: str | Path, source: str | None = None) -> list[Problem]
         records = _loads(_read_text(path))
     except json.JSONDecodeError as error:
         raise DataError(f"{path} line {error.lineno}: invalid JSON: {error.msg} (column {error.colno})") from None
+    except RecursionError:
+        raise DataError(f"{path}: JSON nested too deeply to read; is it a problem file?") from None
     if not isinstance(records, list):
         raise DataError(f"{path}: expected a JSON array of problems (TTRL format), got {_type_name(records)}")
     default_source = source or path.stem
@@ -158,6 +160,8 @@ def read_qwen_jsonl(path: str | Path, source: str | None = None) -> list[Problem
             record = _loads(line)
         except json.JSONDecodeError as error:
             raise DataError(f"{where}: invalid JSON: {error.msg} (column {error.colno})") from None
+        except RecursionError:
+            raise DataError(f"{where}: JSON nested too deeply to read; write one problem object a line") from None
         problems.append(record_to_problem(record, where, fmt="qwen", default_source=default_source))
     _check_unique(problems, path)
     return problems

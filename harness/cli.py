@@ -8,8 +8,11 @@ import sys
 import time
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from harness.config import RunConfig, build_config, parse_option_pairs, read_toml
-from harness.errors import HarnessError
+from harness.errors import ConfigError, HarnessError
+from harness.registry import format_validation_error
 
 # flag -> config field, for flags that map one to one (flags win over --config values)
 RUN_FLAGS = {
@@ -75,16 +78,20 @@ def validate_plugins(config: RunConfig) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.loop import run
+    from harness.loop import load_problems, run
     from harness.report import table, write_report
     from harness.rundir import RunDir
 
     if args.resume:
         run_dir = RunDir.open(args.resume)
-        config = RunConfig.model_validate(run_dir.read_config())
+        try:
+            config = RunConfig.model_validate(run_dir.read_config())
+        except ValidationError as error:
+            raise ConfigError(format_validation_error(error, prefix=f"{run_dir.config_path}: ")) from None
     else:
         config = config_from_args(args)
         validate_plugins(config)
+        load_problems(config)  # bad data fails here, before a run directory is left behind
         if config.name is None:
             config.name = f"{config.strategy}-{config.optimizer}-{config.benchmark}-{time.strftime('%Y%m%d-%H%M%S')}"
         run_dir = RunDir.create(config.output or Path("runs") / config.name, config.model_dump(mode="json"))
@@ -118,7 +125,6 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 def cmd_grade(args: argparse.Namespace) -> int:
     from answer_parsers.grade_file import grade_lines
-
     from harness.plugins import get_plugins
 
     parser = get_plugins()["answer_parser"].create(args.answer_parser,
@@ -141,22 +147,21 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from harness.evaluation import evaluate
-    from harness.loop import load_problems
+    from harness.loop import load_problems, model_prompts
     from harness.models import resolve_model
     from harness.plugins import get_plugins
-    from harness.prompts import format_prompts
 
     config = config_from_args(args)
     validate_plugins(config)
     plugins = get_plugins()
     model_path = resolve_model(config.model)
     problems = load_problems(config)
+    prompts = model_prompts(config, model_path, problems)
     parser = plugins["answer_parser"].create(config.answer_parser, config.answer_parser_options)
     sampler = plugins["sampler"].create(config.sampler, config.sampler_options, model_path=model_path,
                                         seed=config.seed)
     try:
-        scores = evaluate(sampler, parser, problems, format_prompts(model_path, problems, config.instruction),
-                          config.evaluation, config.max_tokens, seed=config.seed)
+        scores = evaluate(sampler, parser, problems, prompts, config.evaluation, config.max_tokens, seed=config.seed)
     finally:
         sampler.close()
         parser.close()
@@ -210,6 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
     lm_parser.add_argument("--top-p", type=float, default=0.95)
     lm_parser.add_argument("--seed", type=int, default=0)
     lm_parser.set_defaults(func=cmd_lm_eval)
+
+    from harness.bench.cli import add_bench_parser
+
+    add_bench_parser(commands)
     return parser
 
 
@@ -223,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     except HarnessError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
+    except KeyboardInterrupt:  # Ctrl-C outside the training loop, which handles its own (start-up, grading)
+        print("error: interrupted (Ctrl-C)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

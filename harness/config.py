@@ -52,10 +52,12 @@ class RunConfig(Strict):
     sampler: str = Field("auto", description="Sampler plugin: vllm, hf, or auto (vllm when installed).")
     sampler_options: dict[str, Any] = Field(default_factory=dict, description="Sampler plugin options.")
 
-    steps: int = Field(6, ge=0, description="Optimizer steps (TTRL iterations).")
+    steps: int = Field(4, ge=0, description="Optimizer steps (TTRL iterations).")
     problems_per_step: int = Field(8, ge=1, description="Problems sampled, voted and trained on per step.")
     n_votes: int = Field(16, ge=1, description="Samples per problem that vote (paper: 64).")
-    n_train: int | None = Field(None, ge=1, description="First K of the votes trained on (paper: 32).")
+    n_train: int | None = Field(
+        None, ge=1, description="First K of the votes trained on; None: half of n_votes (paper: 32 of 64)."
+    )
     temperature: float = Field(1.0, gt=0, le=2, description="Rollout temperature (paper: 1.0 or 0.6).")
     top_p: float = Field(1.0, gt=0, le=1, description="Rollout nucleus sampling top_p (paper: 1.0).")
     max_tokens: int = Field(128, ge=1, description="Maximum generated tokens per answer.")
@@ -71,7 +73,7 @@ class RunConfig(Strict):
 
     @property
     def train_samples(self) -> int:
-        return self.n_train or self.n_votes
+        return self.n_train or max(1, self.n_votes // 2)
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -81,6 +83,9 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} not found") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+        raise ConfigError(f"config file {path} cannot be read ({reason}); pass a UTF-8 TOML file") from None
 
 
 def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> RunConfig:

@@ -6,7 +6,9 @@ behind them. Only this loop and the metrics see the gold; strategies other than 
 
 from __future__ import annotations
 
+import os
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +16,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from harness.config import RunConfig
-from harness.errors import PluginError
+from harness.errors import ConfigError, PluginError
 from harness.evaluation import evaluate
 from harness.grouping import build_group, gold_flags
 from harness.interfaces import SamplingParams
@@ -22,7 +24,7 @@ from harness.metrics import aggregate, problem_diagnostics
 from harness.models import resolve_model
 from harness.plugins import get_plugins
 from harness.prompts import format_prompts
-from harness.rundir import RunDir
+from harness.rundir import RunDir, read_jsonl
 from harness.types import Problem, Rollout, RolloutBatch
 
 
@@ -55,6 +57,16 @@ def load_problems(config: RunConfig) -> list[Problem]:
     return problems[: config.limit] if config.limit else problems
 
 
+def model_prompts(config: RunConfig, model_path: str, problems: list[Problem]) -> list[str]:
+    """Chat-formatted prompts; a tokenizer that cannot load (a wrong or uncached hub id) is a ConfigError."""
+    try:
+        return format_prompts(model_path, problems, config.instruction)
+    except OSError as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ConfigError(f"--model {config.model!r}: cannot load its tokenizer ({first}); use an embedded "
+                          "model, a local folder, or a hub id that is cached or downloadable") from None
+
+
 def check_verdict(strategy_name: str, verdict, expected: int) -> None:
     if len(verdict.rewards) != expected:
         raise PluginError(
@@ -77,11 +89,11 @@ def to_rollouts(groups, verdicts, n_train: int) -> list[Rollout]:
 
 def run(config: RunConfig, run_dir: RunDir, log=print) -> RunResult:
     """Run (or resume) TTRL as configured, writing everything into `run_dir`."""
+    checkpoint = run_dir.load_checkpoint()  # a corrupt checkpoint is refused before any model loads
     plugins = get_plugins()
+    problems = load_problems(config)  # bad data is reported before the model is resolved or converted
     model_path = resolve_model(config.model)
-    problems = load_problems(config)
-    prompts_by_id = dict(zip((p.id for p in problems),
-                             format_prompts(model_path, problems, config.instruction), strict=True))
+    prompts_by_id = dict(zip((p.id for p in problems), model_prompts(config, model_path, problems), strict=True))
     parser = plugins["answer_parser"].create(config.answer_parser, config.answer_parser_options)
     strategy = plugins["strategy"].create(config.strategy, config.strategy_options)
     optimizer = plugins["optimizer"].create(config.optimizer, config.optimizer_options,
@@ -89,7 +101,8 @@ def run(config: RunConfig, run_dir: RunDir, log=print) -> RunResult:
     sampler = plugins["sampler"].create(config.sampler, config.sampler_options,
                                         model_path=model_path, seed=config.seed)
     result = RunResult(run_dir.path, 0)
-    start_step = resume_state(run_dir, optimizer, sampler, log)
+    start_step = resume_state(run_dir, checkpoint, optimizer, sampler, log)
+    del checkpoint  # ~1.6 GB for the 135M model: not kept for the whole run
 
     def run_eval(phase: str, step: int) -> dict:
         scores = evaluate(sampler, parser, problems, [prompts_by_id[p.id] for p in problems],
@@ -149,9 +162,11 @@ def run(config: RunConfig, run_dir: RunDir, log=print) -> RunResult:
                     and step + 1 < config.steps:
                 run_eval("during", step + 1)
             if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
-                run_dir.save_checkpoint(step + 1, checkpoint_state(optimizer))
+                with timer("checkpoint"):
+                    run_dir.save_checkpoint(step + 1, checkpoint_state(optimizer))
             result.steps_done = step + 1
-        if config.evaluation.enabled:
+        finished = any(e["phase"] == "after" for e in read_jsonl(run_dir.eval_path))
+        if config.evaluation.enabled and not finished:  # resuming a finished run does not evaluate twice
             result.after = run_eval("after", config.steps)
     except KeyboardInterrupt:
         result.interrupted = True
@@ -166,9 +181,8 @@ def checkpoint_state(optimizer) -> dict:
     return {"optimizer": optimizer.state_dict(), "python_random": random.getstate()}
 
 
-def resume_state(run_dir: RunDir, optimizer, sampler, log) -> int:
-    """Restore the last checkpoint (if any), push its weights into the sampler, drop later records."""
-    loaded = run_dir.load_checkpoint()
+def resume_state(run_dir: RunDir, loaded: tuple[int, dict] | None, optimizer, sampler, log) -> int:
+    """Restore the loaded checkpoint (if any), push its weights into the sampler, drop later records."""
     if loaded is None:  # nothing finished yet: start clean
         run_dir.truncate_after(run_dir.metrics_path, 0)
         run_dir.truncate_after(run_dir.eval_path, 0)
@@ -183,6 +197,12 @@ def resume_state(run_dir: RunDir, optimizer, sampler, log) -> int:
     return step
 
 
+def trace(phase: str) -> None:
+    """With HARNESS_TRACE=1, announce each phase on stderr (crash tests kill the run at a chosen phase)."""
+    if os.environ.get("HARNESS_TRACE") == "1":
+        print(f"[trace] phase={phase}", file=sys.stderr, flush=True)
+
+
 class PhaseTimer:
     """Accumulates wall seconds per phase: `with timer("sample"): ...`."""
 
@@ -190,14 +210,15 @@ class PhaseTimer:
         self.seconds: dict[str, float] = {}
 
     def __call__(self, phase: str):
-        return _Phase(self, f"seconds/{phase}")
+        return _Phase(self, phase)
 
 
 class _Phase:
-    def __init__(self, timer: PhaseTimer, key: str) -> None:
-        self.timer, self.key = timer, key
+    def __init__(self, timer: PhaseTimer, phase: str) -> None:
+        self.timer, self.phase, self.key = timer, phase, f"seconds/{phase}"
 
     def __enter__(self):
+        trace(self.phase)
         self.start = time.perf_counter()
 
     def __exit__(self, *exc):

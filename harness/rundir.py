@@ -92,7 +92,13 @@ class RunDir:
             )
 
     def read_config(self) -> dict:
-        return json.loads(self.config_path.read_text())
+        try:
+            config = json.loads(self.config_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as error:  # JSONDecodeError is a ValueError
+            raise HarnessError(f"{self.config_path} cannot be read ({error}): restore it or start a new run") from None
+        if not isinstance(config, dict):
+            raise HarnessError(f"{self.config_path} holds no JSON object: restore it or start a new run")
+        return config
 
     # metrics.jsonl / eval.jsonl: append one line per record, fsync'd; truncated to the checkpoint on resume
     def append(self, path: Path, record: dict) -> None:

@@ -93,3 +93,10 @@ def test_empty_input(parser):
     """No lines: zero counts and accuracy 0.0, no division by zero."""
     summary = grade_lines(["", "  \n"], parser, io.StringIO())
     assert (summary["count"], summary["correct"], summary["accuracy"]) == (0, 0, 0.0)
+
+
+def test_deeply_nested_line_is_a_data_error():
+    """A line of 100,000 nested brackets is a one-line DataError, not a RecursionError."""
+    parser = BoxedParser(BoxedParser.Options())
+    with pytest.raises(DataError, match="line 1: JSON nested too deeply"):
+        grade_lines(["[" * 100_000 + "]" * 100_000], parser, io.StringIO())

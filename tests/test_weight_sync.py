@@ -63,6 +63,7 @@ def case():
     loss.backward()
     optimizer.step()
     stepped.requires_grad_(False)
+    trainer = bf16_model(path, stepped)
     return SimpleNamespace(
         path=path,
         prompt=prompt,
@@ -70,9 +71,9 @@ def case():
         completion_ids=completion_ids,
         base=base,
         stepped=stepped,
-        trainer=bf16_model(path, stepped),
+        trainer=trainer,
         before=token_logprobs(bf16_model(path, base), prompt_ids, completion_ids),
-        after=token_logprobs(bf16_model(path, stepped), prompt_ids, completion_ids),
+        after=token_logprobs(trainer, prompt_ids, completion_ids),
     )
 
 

@@ -2,9 +2,9 @@
 
 One `step` = group-normalized advantages, PPO-clip loss (+ low_var_kl to a frozen reference) over
 length-sorted micro-batches with gradient accumulation, gradient clipping, one AdamW update per PPO epoch.
-Speed: logits only at completion positions, through a chunked LM head (see losses.py); groups whose rewards
-are all equal are never run; with ppo_epochs == 1 the old log-probs are the current ones detached (TRL does
-the same), so no extra forward pass.
+Speed: logits only at completion positions, through a chunked LM head fused with the loss (losses.py);
+groups whose rewards are all equal are never run; with ppo_epochs == 1 the old log-probs are the current
+ones detached (TRL does the same), so no extra forward pass.
 """
 
 from __future__ import annotations
@@ -59,6 +59,12 @@ def load_causal_lm(
     except (OSError, ValueError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ConfigError(f"cannot load model {model_path!r} for training: {first_line}") from None
+    for attr in ("final_logit_softcapping", "logit_scale", "logits_scaling"):
+        if getattr(model.config, attr, None) not in (None, 1, 1.0):
+            raise ConfigError(
+                f"model {model_path!r} scales its logits ({attr}); the grpo optimizer's fused LM head "
+                "supports models whose logits are lm_head(hidden) only (Llama, Qwen2, Mistral, ...)"
+            )
     model.to(device)
     for module in model.modules():
         if isinstance(module, nn.Dropout):
@@ -92,7 +98,8 @@ class GRPOOptimizer(Optimizer):
         self.options: GRPOOptions = options
         self.device = resolve_device(options.device)
         compute_dtype = torch.bfloat16 if options.bf16 else torch.float32
-        weights_dtype = compute_dtype if options.bf16_weights else torch.float32
+        bf16_weights = options.bf16_weights if options.bf16_weights is not None else self.device.type == "cpu"
+        weights_dtype = compute_dtype if bf16_weights else torch.float32
         self.policy = load_causal_lm(
             model_path, weights_dtype, self.device, trainable=True, attention=options.attn_implementation
         )
@@ -104,7 +111,7 @@ class GRPOOptimizer(Optimizer):
             if options.kl_coef > 0
             else None
         )
-        self._autocast = options.bf16 and not options.bf16_weights
+        self._autocast = options.bf16 and not bf16_weights
         self._names = [name for name, _ in self.policy.named_parameters()]
         self._model_params = [param for _, param in self.policy.named_parameters()]
         # The optimizer always updates fp32 masters; with bf16 weights they are separate copies.
@@ -121,6 +128,7 @@ class GRPOOptimizer(Optimizer):
             fused=True,  # one kernel for all parameters, on CPU and CUDA
         )
         self._workspace = HeadWorkspace()
+        self._grads_pending = False
         self.step_count = 0
         config = self.policy.config
         self._vocab_size = int(config.vocab_size)
@@ -243,25 +251,37 @@ class GRPOOptimizer(Optimizer):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self._autocast)
 
     def _accumulate_master_grads(self) -> None:
-        """With bf16 weights, move this micro-batch's gradients into fp32 master grads (fp32 accumulation)."""
+        """With bf16 weights, move this micro-batch's gradients into fp32 master grads (fp32 accumulation).
+
+        The fp32 grad buffers persist across steps: re-allocating 4 bytes per parameter every step costs
+        page faults on CPU. The first micro-batch of an update overwrites them, later ones add.
+        """
         if self._master is self._model_params:
             return
+        first = not self._grads_pending
         for master, param in zip(self._master, self._model_params, strict=True):
-            if param.grad is None:
-                continue
             if master.grad is None:
-                master.grad = param.grad.float()
+                master.grad = torch.zeros_like(master)
+            if param.grad is None:
+                if first:
+                    master.grad.zero_()
+                continue
+            if first:
+                master.grad.copy_(param.grad)
             else:
                 master.grad.add_(param.grad)
             param.grad = None
+        self._grads_pending = True
 
     def _apply_update(self) -> float:
         """Clip, AdamW step, sync bf16 copies. A non-finite gradient norm skips the update (weights kept)."""
         norm = float(torch.nn.utils.clip_grad_norm_(self._master, self.options.max_grad_norm, foreach=True))
         if torch.isfinite(torch.tensor(norm)):
             self.adamw.step()
-        self.adamw.zero_grad(set_to_none=True)
-        self._sync_model_weights()
+            self._sync_model_weights()
+        if self._master is self._model_params:
+            self.adamw.zero_grad(set_to_none=True)
+        self._grads_pending = False  # the next micro-batch overwrites the persistent master grads
         return norm
 
     @torch.no_grad()

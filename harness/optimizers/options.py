@@ -13,7 +13,9 @@ class GRPOOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    lr: float = Field(1e-6, gt=0, le=1, description="Peak AdamW learning rate (TTRL: 5e-7; tiny models: more).")
+    lr: float = Field(
+        5e-6, gt=0, le=1, description="Peak AdamW learning rate (tuned for the 135M embedded model; TTRL 7B: 5e-7)."
+    )
     weight_decay: float = Field(0.01, ge=0, description="AdamW decoupled weight decay, on every parameter.")
     adam_betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW (beta1, beta2), each in [0, 1).")
     adam_eps: float = Field(1e-8, gt=0, description="AdamW epsilon.")
@@ -43,16 +45,16 @@ class GRPOOptions(BaseModel):
         1, ge=1, description="Optimizer updates per batch; > 1 computes old log-probs once, before the first."
     )
     bf16: bool = Field(True, description="bfloat16 compute (master weights and optimizer state stay fp32).")
-    bf16_weights: bool = Field(
-        True,
-        description="With bf16: run the model on bf16 weight copies synced from fp32 masters (faster on "
-        "CPU); false: fp32 weights under torch.autocast.",
+    bf16_weights: bool | None = Field(
+        None,
+        description="With bf16: run the model on bf16 weight copies synced from fp32 masters (true) or on "
+        "fp32 weights under torch.autocast (false). None: true on CPU (about 10% faster there), false on CUDA.",
     )
     logits_chunk_size: int = Field(
         1024, ge=1, description="Completion tokens per LM-head chunk; bounds the logits' memory."
     )
     gradient_checkpointing: bool = Field(
-        False, description="Recompute decoder activations in backward (less memory, about 30% slower)."
+        False, description="Recompute decoder activations in backward (less activation memory, one more forward)."
     )
     attn_implementation: Literal["auto", "eager", "sdpa"] = Field(
         "auto",

@@ -1,0 +1,1 @@
+"""`harness bench`: throughput ratios and CI regression checks (see docs/performance.md)."""

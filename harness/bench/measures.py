@@ -1,0 +1,199 @@
+"""The measurements behind `harness bench`. Every figure is a ratio (or a share) of two things timed in the
+same process, close together, because the machine is shared and absolute speeds swing with its load."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.bench.compare import Figure
+from harness.errors import HarnessError
+from harness.interfaces import SamplingParams
+from harness.models import resolve_model
+from harness.plugins import get_plugins
+from harness.samplers.vllm import TIED_ALIASES
+from harness.types import Rollout, RolloutBatch
+
+MODEL = "smollm2-135m"
+
+
+@dataclass(frozen=True)
+class BenchSize:
+    """How much work each measurement does (quick: the CI subset)."""
+
+    prompts: int  # prompts per sampling call (vLLM, raw vLLM and hf alike)
+    n: int  # samples per prompt
+    max_tokens: int
+    rounds: int  # alternating timed rounds per side; tokens/s is summed over them
+    train_sequences: int
+    train_completion: int  # completion tokens per training sequence
+    loop_steps: int
+    loop_problems: int
+    loop_n: int
+    loop_max_tokens: int
+
+
+# A loop step where every problem abstains syncs nothing: the loop's parser also takes the last number, since
+# the 135M model rarely writes \boxed{} within a short budget.
+QUICK = BenchSize(prompts=2, n=4, max_tokens=32, rounds=2, train_sequences=4, train_completion=48,
+                  loop_steps=1, loop_problems=4, loop_n=4, loop_max_tokens=64)
+FULL = BenchSize(prompts=8, n=8, max_tokens=64, rounds=3, train_sequences=16, train_completion=128,
+                 loop_steps=2, loop_problems=8, loop_n=16, loop_max_tokens=128)
+
+
+def arith_prompts(model_path: str, count: int) -> list[str]:
+    """Chat-formatted `arith` prompts with the run's default instruction (the generator needs no files)."""
+    from harness.config import RunConfig
+    from harness.prompts import format_prompts
+
+    problems = get_plugins()["benchmark"].create("arith", {"count": count}).load()
+    return format_prompts(model_path, problems, RunConfig().instruction)
+
+
+def _tokens(groups: list[list[Any]]) -> int:
+    return sum(len(c.token_ids) for group in groups for c in group)
+
+
+def _timed(call) -> tuple[float, Any]:
+    started = time.perf_counter()
+    value = call()
+    return time.perf_counter() - started, value
+
+
+def harness_vs_raw(sampler: Any, prompts: list[str], size: BenchSize, seed: int) -> dict[str, float]:
+    """VLLMSampler.generate vs the engine's own LLM.generate (same engine, prompts, n, log-probs)."""
+    from vllm import SamplingParams as VLLMSamplingParams
+
+    params = SamplingParams(n=size.n, temperature=1.0, top_p=1.0, max_tokens=size.max_tokens, seed=seed)
+    raw_params = VLLMSamplingParams(n=size.n, temperature=1.0, top_p=1.0, max_tokens=size.max_tokens, logprobs=0)
+    sampler.generate(prompts[:1], params)  # warm-up: first-call allocations and the prefix cache
+    ours = [0.0, 0]
+    raw = [0.0, 0]
+    for _ in range(size.rounds):  # alternate, so a load spike hits both sides alike
+        seconds, groups = _timed(lambda: sampler.generate(prompts, params))
+        ours[0] += seconds
+        ours[1] += _tokens(groups)
+        seconds, outputs = _timed(lambda: sampler._llm.generate(prompts, raw_params, use_tqdm=False))
+        raw[0] += seconds
+        raw[1] += sum(len(s.token_ids) for o in outputs for s in o.outputs)
+    return {"harness_tokens_per_s": ours[1] / ours[0], "raw_tokens_per_s": raw[1] / raw[0]}
+
+
+def hf_tokens_per_s(model_path: str, prompts: list[str], size: BenchSize, seed: int) -> float:
+    """The transformers sampler on the same prompts and budget (one timed call after a tiny warm-up)."""
+    sampler = get_plugins()["sampler"].create("hf", {}, model_path=model_path, seed=seed)
+    try:
+        params = SamplingParams(n=size.n, temperature=1.0, top_p=1.0, max_tokens=size.max_tokens, seed=seed)
+        sampler.generate(prompts[:1], SamplingParams(n=1, temperature=1.0, top_p=1.0, max_tokens=4, seed=seed))
+        seconds, groups = _timed(lambda: sampler.generate(prompts, params))
+        return _tokens(groups) / seconds
+    finally:
+        sampler.close()
+
+
+def matmul_gflops(dim: int = 2048, repeats: int = 8) -> float:
+    """This machine's bf16 matmul rate right now: the mean over `repeats` dim^3 products. The mean, not the
+    best: the training step it is divided into lasts seconds and sees the machine's average load too."""
+    import torch
+
+    a = torch.randn(dim, dim, dtype=torch.bfloat16)
+    b = torch.randn(dim, dim, dtype=torch.bfloat16)
+    torch.mm(a, b)  # warm-up
+    seconds = sum(_timed(lambda: torch.mm(a, b))[0] for _ in range(repeats))
+    return 2 * dim**3 * repeats / seconds / 1e9
+
+
+def synthetic_batch(size: BenchSize, vocab: int = 49152, prompt_len: int = 48) -> RolloutBatch:
+    """Fixed-length rollouts with mixed rewards in groups of 4, so every group carries a gradient."""
+    import random
+
+    rng = random.Random(0)
+    rollouts = []
+    for index in range(size.train_sequences):
+        prompt = [rng.randrange(1000, vocab) for _ in range(prompt_len)]
+        completion = [rng.randrange(1000, vocab) for _ in range(size.train_completion)]
+        rollouts.append(Rollout(f"p{index // 4}", prompt, completion, float(index % 2), index // 4,
+                                [-2.0] * len(completion)))
+    return RolloutBatch(rollouts)
+
+
+def training_share_of_ceiling(model_path: str, size: BenchSize, seed: int) -> dict[str, float]:
+    """GRPO (default options) training tokens/s, and its FLOP rate (6 * params * tokens) over the ceiling."""
+    from transformers import AutoConfig
+
+    tied = bool(getattr(AutoConfig.from_pretrained(model_path), "tie_word_embeddings", False))
+    optimizer = get_plugins()["optimizer"].create("grpo", {}, model_path=model_path, total_steps=100, seed=seed)
+    # named_weights() may yield fresh tensors (ids are reused), and a tied head is sent under two names
+    params = sum(t.numel() for name, t in optimizer.named_weights() if name not in TIED_ALIASES or not tied)
+    batch = synthetic_batch(size)
+    optimizer.step(batch)  # warm-up: allocations, the fused AdamW state
+    ceiling_before = matmul_gflops()
+    seconds, stats = _timed(lambda: optimizer.step(batch))
+    ceiling = (ceiling_before + matmul_gflops()) / 2  # measured on both sides of the step
+    tokens_per_s = stats["tokens"] / seconds
+    achieved = 6 * params * tokens_per_s / 1e9
+    return {"train_tokens_per_s": tokens_per_s, "train_gflops": achieved, "matmul_bf16_gflops": ceiling,
+            "params": float(params)}
+
+
+def loop_shares(size: BenchSize, seed: int) -> dict[str, float]:
+    """Run the real loop (vLLM sampler, GRPO, majority vote, no evaluation) and read its phase times."""
+    from harness.config import RunConfig
+    from harness.loop import run
+    from harness.rundir import RunDir
+
+    with tempfile.TemporaryDirectory(prefix="harness-bench-") as folder:
+        config = RunConfig(model=MODEL, seed=seed, benchmark="arith", sampler="vllm", steps=size.loop_steps,
+                           problems_per_step=size.loop_problems, n_votes=size.loop_n,
+                           max_tokens=size.loop_max_tokens, evaluation={"enabled": False},
+                           answer_parser_options={"fallbacks": ["answer_is", "last_number"]},
+                           output=Path(folder) / "run")
+        result = run(config, RunDir.create(config.output, config.model_dump(mode="json")), log=lambda *_: None)
+    seconds = {phase: sum(r.get(f"seconds/{phase}", 0.0) for r in result.history)
+               for phase in ("sample", "label", "optimize", "sync")}
+    iteration = sum(seconds.values())  # the loop logs its checkpoint time after the record: not in here
+    if all("train/skipped" in r for r in result.history):
+        raise HarnessError("bench: every loop step abstained, so no weights were synced; the sync share "
+                           "cannot be measured (raise loop_max_tokens in harness/bench/measures.py)")
+    last = result.history[-1]
+    return {"label_share": seconds["label"] / iteration, "sync_share": seconds["sync"] / iteration,
+            "iteration_seconds": iteration / len(result.history),
+            "label_accuracy": float(last.get("label_accuracy", 0.0)), "pass_at_1": float(last.get("pass_at_1", 0.0))}
+
+
+def sampling_figures(model_path: str, size: BenchSize, seed: int) -> dict[str, float]:
+    prompts = arith_prompts(model_path, size.prompts)
+    sampler = get_plugins()["sampler"].create("vllm", {}, model_path=model_path, seed=seed)
+    try:
+        values = harness_vs_raw(sampler, prompts, size, seed)
+    finally:
+        sampler.close()
+    values["hf_tokens_per_s"] = hf_tokens_per_s(model_path, prompts, size, seed)
+    return values
+
+
+def measure(quick: bool, seed: int = 0, log=print) -> tuple[list[Figure], dict[str, float]]:
+    """All figures (goals from the issue) plus the raw numbers they came from."""
+    size = QUICK if quick else FULL
+    model_path = resolve_model(MODEL)
+    log("bench: sampling (vLLM harness vs raw vLLM vs hf) ...")
+    raw = sampling_figures(model_path, size, seed)
+    log("bench: training vs the bf16 matmul ceiling ...")
+    raw.update(training_share_of_ceiling(model_path, size, seed))
+    log("bench: the loop's phase shares ...")
+    raw.update(loop_shares(size, seed))
+    figures = [
+        Figure("sampling/harness_vs_raw_vllm", raw["harness_tokens_per_s"] / raw["raw_tokens_per_s"], "higher",
+               0.95, "VLLMSampler.generate tokens/s over LLM.generate tokens/s, same engine"),
+        Figure("sampling/vllm_vs_hf", raw["harness_tokens_per_s"] / raw["hf_tokens_per_s"], "higher", 5.0,
+               "vllm sampler tokens/s over hf sampler tokens/s, same prompts"),
+        Figure("training/share_of_bf16_ceiling", raw["train_gflops"] / raw["matmul_bf16_gflops"], "higher", 0.5,
+               "GRPO step 6*params*tokens FLOP/s over 2048^3 bf16 matmul FLOP/s"),
+        Figure("loop/label_share", raw["label_share"], "lower", 0.02,
+               "extraction + voting + rewards, share of one iteration"),
+        Figure("loop/sync_share", raw["sync_share"], "lower", 0.05, "weight sync, share of one iteration"),
+    ]
+    return figures, raw
