@@ -7,8 +7,8 @@ from statistics import fmean
 from harness.config import EvalConfig
 from harness.grouping import build_group, gold_flags
 from harness.interfaces import AnswerParser, Sampler, SamplingParams
+from harness.metrics import majority_is_correct
 from harness.types import Problem
-from strategies.voting import tally, winner
 
 
 def evaluate(
@@ -33,9 +33,8 @@ def evaluate(
     for problem, prompt, completions in zip(problems, prompts, outputs, strict=True):
         group = build_group(problem, prompt, completions, parser, show_gold=False)
         correct = gold_flags(group, problem.answer)
-        majority = winner(tally(group.clusters))
         pass_at_1.append(fmean(correct))
-        maj_at_k.append(float(majority is not None and correct[group.clusters.index(majority)]))
+        maj_at_k.append(float(majority_is_correct(group.clusters, correct)))
         pass_at_k.append(float(any(correct)))
         lengths.extend(len(c.token_ids) for c in completions)
     k = settings.k

@@ -9,6 +9,12 @@ from harness.types import Group, Verdict
 from strategies.voting import tally, winner
 
 
+def majority_is_correct(clusters: Sequence[int | None], correct: Sequence[bool]) -> bool:
+    """Whether the plain majority answer (ties: first seen; no answer never wins) matches the gold."""
+    majority = winner(tally(clusters))
+    return majority is not None and correct[clusters.index(majority)]
+
+
 def label_is_correct(group: Group, pseudo_label: str | None, correct: Sequence[bool], gold: str) -> bool:
     """Whether the pseudo-label equals the gold; reuses the per-sample verdicts when it is a voted answer."""
     if pseudo_label is None:
@@ -28,7 +34,7 @@ def problem_diagnostics(group: Group, verdict: Verdict, correct: Sequence[bool],
         "label_correct": float(label_is_correct(group, verdict.pseudo_label, correct, gold)),
         "reward_accuracy": fmean(float(r == g) for r, g in zip(verdict.rewards, gold_rewards, strict=True)),
         "majority_ratio": (totals[majority] / len(group.clusters)) if majority is not None else 0.0,
-        "maj_correct": float(majority is not None and correct[group.clusters.index(majority)]),
+        "maj_correct": float(majority_is_correct(group.clusters, correct)),
         "pass_at_1": fmean(gold_rewards),
         "pass_at_n": float(any(correct)),
         "mean_reward": fmean(verdict.rewards),

@@ -58,17 +58,16 @@ def process_results(doc: dict, results: list[list[str | None]]) -> dict[str, flo
     correct; ties go to the first seen) and pass@k (any sample correct), k = number of responses."""
     from answer_parsers.equivalence import is_equivalent
     from harness.grouping import cluster_answers
-    from strategies.voting import tally, winner
+    from harness.metrics import majority_is_correct
 
     answers = list(results[0])
     k = len(answers)
     clusters, representatives = cluster_answers(answers, is_equivalent)
     cluster_correct = [is_equivalent(rep, doc["answer"]) for rep in representatives]
     correct = [c is not None and cluster_correct[c] for c in clusters]
-    majority = winner(tally(clusters))
     return {
         f"avg_at_{k}": fmean(correct) if correct else 0.0,
-        f"maj_at_{k}": float(majority is not None and cluster_correct[majority]),
+        f"maj_at_{k}": float(majority_is_correct(clusters, correct)),
         f"pass_at_{k}": float(any(correct)),
     }
 
