@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from harness import interrupts
 from harness.config import RunConfig, build_config, parse_option_pairs, read_toml
 from harness.errors import ConfigError, HarnessError
 from harness.registry import format_validation_error
@@ -227,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "resume", None) and any(getattr(args, k) is not None for k in RUN_FLAGS):
         print("error: --resume takes no other run flags: the run's saved config is used", file=sys.stderr)
         return 2
+    interrupts.install()  # Ctrl-C raises KeyboardInterrupt and is remembered even if a finalizer swallows it
     try:
         return args.func(args)
     except HarnessError as error:

@@ -15,11 +15,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from harness import interrupts
 from harness.config import RunConfig
 from harness.errors import ConfigError, PluginError
 from harness.evaluation import evaluate
 from harness.grouping import build_group, gold_flags
-from harness.interfaces import SamplingParams
+from harness.interfaces import AnswerParser, Optimizer, Sampler, SamplingParams, Strategy
 from harness.metrics import aggregate, problem_diagnostics
 from harness.models import resolve_model
 from harness.plugins import get_plugins
@@ -87,25 +88,85 @@ def to_rollouts(groups, verdicts, n_train: int) -> list[Rollout]:
     return rollouts
 
 
-def run(config: RunConfig, run_dir: RunDir, log=print) -> RunResult:
-    """Run (or resume) TTRL as configured, writing everything into `run_dir`."""
-    checkpoint = run_dir.load_checkpoint()  # a corrupt checkpoint is refused before any model loads
+@dataclass
+class Engines:
+    """The plugins one run drives: the loop calls them only through harness.interfaces."""
+
+    parser: AnswerParser
+    strategy: Strategy
+    optimizer: Optimizer
+    sampler: Sampler
+
+    def close(self) -> None:
+        self.sampler.close()
+        self.parser.close()
+
+
+def open_engines(config: RunConfig, model_path: str) -> Engines:
     plugins = get_plugins()
-    problems = load_problems(config)  # bad data is reported before the model is resolved or converted
-    model_path = resolve_model(config.model)
-    prompts_by_id = dict(zip((p.id for p in problems), model_prompts(config, model_path, problems), strict=True))
     parser = plugins["answer_parser"].create(config.answer_parser, config.answer_parser_options)
     strategy = plugins["strategy"].create(config.strategy, config.strategy_options)
     optimizer = plugins["optimizer"].create(config.optimizer, config.optimizer_options,
                                             model_path=model_path, total_steps=config.steps, seed=config.seed)
     sampler = plugins["sampler"].create(config.sampler, config.sampler_options,
                                         model_path=model_path, seed=config.seed)
+    return Engines(parser, strategy, optimizer, sampler)
+
+
+def ttrl_step(engines: Engines, config: RunConfig, step: int, problems: list[Problem], prompts: list[str]) -> dict:
+    """One TTRL iteration on `problems`; returns the step's record (diagnostics, train stats, phase seconds)."""
+    timer = PhaseTimer()
+
+    # sample: n_votes answers per problem from the current policy
+    with timer("sample"):
+        outputs = engines.sampler.generate(prompts, SamplingParams(
+            n=config.n_votes, temperature=config.temperature, top_p=config.top_p,
+            max_tokens=config.max_tokens, seed=config.seed * 1_000_003 + step))
+
+    # extract + label + reward: the strategy sees answers, never the gold (unless it is the oracle)
+    with timer("label"):
+        strategy = engines.strategy
+        groups = [build_group(p, prompt, completions, engines.parser, show_gold=strategy.needs_gold)
+                  for p, prompt, completions in zip(problems, prompts, outputs, strict=True)]
+        verdicts = [strategy.label(group) for group in groups]
+        for verdict, group in zip(verdicts, groups, strict=True):
+            check_verdict(config.strategy, verdict, len(group.completions))
+        correct = [gold_flags(g, p.answer) for g, p in zip(groups, problems, strict=True)]
+        diagnostics = aggregate([problem_diagnostics(g, v, c, p.answer) for g, v, c, p in
+                                 zip(groups, verdicts, correct, problems, strict=True)])
+
+    # optimize: one GRPO (or other) update on the first n_train samples of each labeled problem
+    with timer("optimize"):
+        batch = RolloutBatch(to_rollouts(groups, verdicts, config.train_samples))
+        train_stats = engines.optimizer.step(batch) if len(batch) else {"skipped": 1.0}
+
+    # sync: the sampler gets the new weights in memory (nothing changed if every problem abstained)
+    with timer("sync"):
+        if len(batch):
+            engines.sampler.load_weights(engines.optimizer.named_weights())
+
+    lengths = [len(c.token_ids) for group in groups for c in group.completions]
+    return {"step": step, **diagnostics, "response_length": sum(lengths) / len(lengths),
+            "sampled_tokens": sum(lengths), **{f"train/{k}": v for k, v in train_stats.items()}, **timer.seconds}
+
+
+def run(config: RunConfig, run_dir: RunDir, log=print) -> RunResult:
+    """Run (or resume) TTRL as configured, writing everything into `run_dir`."""
+    checkpoint = run_dir.load_checkpoint()  # a corrupt checkpoint is refused before any model loads
+    problems = load_problems(config)  # bad data is reported before the model is resolved or converted
+    model_path = resolve_model(config.model)
+    prompts_by_id = dict(zip((p.id for p in problems), model_prompts(config, model_path, problems), strict=True))
+    interrupts.install()  # idempotent; the CLI installs it before start-up
+    engines = open_engines(config, model_path)
+    if interrupts.pressed():  # a Ctrl-C swallowed during start-up: stop as an interrupted start-up does
+        engines.close()
+        raise KeyboardInterrupt
     result = RunResult(run_dir.path, 0)
-    start_step = resume_state(run_dir, checkpoint, optimizer, sampler, log)
+    start_step = resume_state(run_dir, checkpoint, engines.optimizer, engines.sampler, log)
     del checkpoint  # ~1.6 GB for the 135M model: not kept for the whole run
 
     def run_eval(phase: str, step: int) -> dict:
-        scores = evaluate(sampler, parser, problems, [prompts_by_id[p.id] for p in problems],
+        scores = evaluate(engines.sampler, engines.parser, problems, [prompts_by_id[p.id] for p in problems],
                           config.evaluation, config.max_tokens, seed=config.seed + 7919 * (step + 1))
         run_dir.append(run_dir.eval_path, {"step": step, "phase": phase, **scores})
         log(f"eval[{phase}] step {step}: " + ", ".join(f"{k}={v:.3f}" for k, v in scores.items()))
@@ -117,54 +178,24 @@ def run(config: RunConfig, run_dir: RunDir, log=print) -> RunResult:
         bar = tqdm(range(start_step, config.steps), desc="TTRL steps", unit="step", initial=start_step,
                    total=config.steps)
         for step in bar:
-            timer = PhaseTimer()
             batch_problems = problems_for_step(problems, step, config.problems_per_step, config.seed)
-            prompts = [prompts_by_id[p.id] for p in batch_problems]
-
-            # sample: n_votes answers per problem from the current policy
-            with timer("sample"):
-                outputs = sampler.generate(prompts, SamplingParams(
-                    n=config.n_votes, temperature=config.temperature, top_p=config.top_p,
-                    max_tokens=config.max_tokens, seed=config.seed * 1_000_003 + step))
-
-            # extract + label + reward: the strategy sees answers, never the gold (unless it is the oracle)
-            with timer("label"):
-                groups = [build_group(p, prompt, completions, parser, show_gold=strategy.needs_gold)
-                          for p, prompt, completions in zip(batch_problems, prompts, outputs, strict=True)]
-                verdicts = [strategy.label(group) for group in groups]
-                for verdict, group in zip(verdicts, groups, strict=True):
-                    check_verdict(config.strategy, verdict, len(group.completions))
-                correct = [gold_flags(g, p.answer) for g, p in zip(groups, batch_problems, strict=True)]
-                diagnostics = aggregate([problem_diagnostics(g, v, c, p.answer) for g, v, c, p in
-                                         zip(groups, verdicts, correct, batch_problems, strict=True)])
-
-            # optimize: one GRPO (or other) update on the first n_train samples of each labeled problem
-            with timer("optimize"):
-                batch = RolloutBatch(to_rollouts(groups, verdicts, config.train_samples))
-                train_stats = optimizer.step(batch) if len(batch) else {"skipped": 1.0}
-
-            # sync: the sampler gets the new weights in memory (nothing changed if every problem abstained)
-            with timer("sync"):
-                if len(batch):
-                    sampler.load_weights(optimizer.named_weights())
+            record = ttrl_step(engines, config, step, batch_problems, [prompts_by_id[p.id] for p in batch_problems])
+            interrupts.check()  # a Ctrl-C during the step discards it, even if Python swallowed it
 
             # log
-            lengths = [len(c.token_ids) for group in groups for c in group.completions]
-            record = {"step": step, **diagnostics, "response_length": sum(lengths) / len(lengths),
-                      **{f"train/{k}": v for k, v in train_stats.items()}, **timer.seconds}
             run_dir.append(run_dir.metrics_path, record)
             result.history.append(record)
-            bar.set_postfix(label_acc=f"{diagnostics['label_accuracy']:.2f}",
-                            pass1=f"{diagnostics['pass_at_1']:.3f}")
+            bar.set_postfix(label_acc=f"{record['label_accuracy']:.2f}", pass1=f"{record['pass_at_1']:.3f}")
 
             # evaluate every K steps, then checkpoint (the checkpoint marks the step as done)
             if config.evaluation.enabled and config.evaluation.every and (step + 1) % config.evaluation.every == 0 \
                     and step + 1 < config.steps:
                 run_eval("during", step + 1)
             if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
-                with timer("checkpoint"):
-                    run_dir.save_checkpoint(step + 1, checkpoint_state(optimizer))
+                trace("checkpoint")
+                run_dir.save_checkpoint(step + 1, checkpoint_state(engines.optimizer))
             result.steps_done = step + 1
+            interrupts.check()
         finished = any(e["phase"] == "after" for e in read_jsonl(run_dir.eval_path))
         if config.evaluation.enabled and not finished:  # resuming a finished run does not evaluate twice
             result.after = run_eval("after", config.steps)
@@ -172,8 +203,7 @@ def run(config: RunConfig, run_dir: RunDir, log=print) -> RunResult:
         result.interrupted = True
         log(f"interrupted: the last checkpoint is kept; continue with: harness run --resume {run_dir.path}")
     finally:
-        sampler.close()
-        parser.close()
+        engines.close()
     return result
 
 

@@ -8,13 +8,19 @@ import json
 import pytest
 
 from harness.bench.cli import BASELINE, add_bench_parser
-from harness.bench.compare import Figure, compare, comparison_table, load, parse_threshold, regressed, save
+from harness.bench.compare import (
+    Figure,
+    compare,
+    comparison_table,
+    figures_table,
+    load,
+    parse_threshold,
+    regressed,
+    save,
+)
+from harness.bench.scaling import curve_table, fit_line
+from harness.bench.suite import SECTIONS, figures_from, sections_of
 from harness.errors import ConfigError, DataError
-
-# Ratios measured on a shared 2-core machine swing between runs (other jobs take the cores between the two
-# halves of a ratio; three quick runs gave harness/raw 1.16, 0.76, 0.81); 40% still catches a real slow-down
-# such as losing batching or prefix caching (2x and more) without failing on noise.
-CI_MAX_REGRESSION = 0.40
 
 
 def ratio(value: float) -> Figure:
@@ -74,18 +80,72 @@ def test_load_rejects_missing_and_malformed_files(tmp_path):
         load(bad)
 
 
+def accuracy(value: float, tolerance: float) -> Figure:
+    return Figure("accuracy/z", value, "higher", None, "an accuracy", tolerance)
+
+
+def test_accuracy_figures_ignore_a_one_answer_change_and_have_no_goal():
+    """pass@1 over 64 answers: losing one answer (0.25 -> 0.234) passes even at 1%; losing two fails."""
+    assert not regressed(accuracy(0.25 - 1 / 64, 1 / 64), 0.25, 0.01)
+    assert regressed(accuracy(0.25 - 2 / 64, 1 / 64), 0.25, 0.01)
+    assert accuracy(0.1, 0.0).meets_goal is None
+    assert "accuracy/z" in figures_table([accuracy(0.1, 0.0)])
+
+
+def test_raw_numbers_become_figures_only_when_their_section_ran():
+    """figures_from makes each figure whose raw numbers exist: loop without peer has no TRL speed-up."""
+    loop_only = {"label_share": 0.01, "sync_share": 0.02, "iteration_seconds": 20.0, "label_accuracy": 0.25,
+                 "labels": 8.0, "pass_at_1_after": 0.2, "eval_answers": 64.0}
+    names = {f.name for f in figures_from(loop_only)}
+    assert names == {"loop/label_share", "loop/sync_share", "accuracy/label_accuracy", "accuracy/pass_at_1_after"}
+    speedup = {f.name: f for f in figures_from({**loop_only, "trl_step_seconds": 60.0})}["loop/speedup_vs_trl_grpo"]
+    assert speedup.value == pytest.approx(3.0) and speedup.meets_goal
+    tolerances = {f.name: f.tolerance for f in figures_from(loop_only)}
+    assert tolerances["accuracy/label_accuracy"] == pytest.approx(1 / 8)
+    assert tolerances["accuracy/pass_at_1_after"] == pytest.approx(1 / 64)
+
+
+def test_regressed_figures_map_back_to_the_sections_that_measure_them():
+    """A retry measures only what regressed, in the suite's order."""
+    assert sections_of(["training/share_of_bf16_ceiling"]) == ("training",)
+    assert sections_of(["accuracy/pass_at_1_after", "sampling/vllm_vs_hf"]) == ("sampling", "loop")
+    assert sections_of(["loop/speedup_vs_trl_grpo"]) == ("loop", "peer")
+    assert set(SECTIONS) == {"sampling", "training", "loop", "peer", "scaling"}
+
+
+def test_scaling_fit_says_linear_or_not():
+    """A straight line is called linear with its fixed cost and slope; a square law is superlinear."""
+    linear = fit_line([8, 16, 32, 64], [3 + 0.5 * x for x in (8, 16, 32, 64)])
+    assert linear.r2 == pytest.approx(1.0) and linear.intercept == pytest.approx(3.0)
+    assert linear.slope == pytest.approx(0.5) and linear.verdict.startswith("linear")
+    square = fit_line([1, 2, 4, 8], [x * x for x in (1, 2, 4, 8)])
+    assert square.r2 < 0.98 and "superlinear" in square.verdict and square.loglog == pytest.approx(2.0)
+    points = [{"x": x, "seconds": 1.0 + x, "sample": 0.5, "optimize": x, "tokens": 100.0 * x} for x in (1, 2, 4)]
+    text, fit = curve_table("problems", points)
+    assert "fit: seconds = 1.00 + 1.000 x problems" in text and fit.verdict in text
+    with pytest.raises(ValueError):
+        fit_line([8, 8], [1.0, 2.0])
+
+
 def test_committed_baseline_is_a_quick_bench_file():
-    """harness/bench/baseline.json loads, is a --quick run, and holds every figure the bench measures."""
+    """harness/bench/baseline.json loads, is a --quick run, and holds every figure the quick bench measures."""
     mode, figures = load(BASELINE)
     assert mode == "quick"
     assert {f.name for f in figures} == {"sampling/harness_vs_raw_vllm", "sampling/vllm_vs_hf",
-                                         "training/share_of_bf16_ceiling", "loop/label_share", "loop/sync_share"}
+                                         "training/share_of_bf16_ceiling", "loop/speedup_vs_trl_grpo",
+                                         "loop/label_share", "loop/sync_share", "accuracy/label_accuracy",
+                                         "accuracy/pass_at_1_after"}
 
 
 def test_bench_parser_flags():
     """add_bench_parser registers `bench` with its flags and a handler."""
     parser = argparse.ArgumentParser()
     add_bench_parser(parser.add_subparsers())
-    args = parser.parse_args(["bench", "--quick", "--compare", "b.json", "--max-regression", "25%"])
+    args = parser.parse_args(["bench", "--quick", "--compare", "b.json", "--max-regression", "25%",
+                              "--retries", "1", "--only", "loop,peer"])
     assert args.quick and str(args.compare) == "b.json" and args.max_regression == "25%" and callable(args.func)
+    assert args.retries == 1 and args.only == ("loop", "peer")
+    assert parser.parse_args(["bench"]).only == SECTIONS
+    with pytest.raises(SystemExit):
+        parser.parse_args(["bench", "--only", "samplng"])
 

@@ -20,11 +20,14 @@ class Figure:
     name: str
     value: float
     better: Literal["higher", "lower"]
-    goal: float
+    goal: float | None  # None: no goal (accuracy figures are tracked for regressions only)
     meaning: str
+    tolerance: float = 0.0  # a worsening this small (absolute) never counts, e.g. one answer of 64 graded
 
     @property
-    def meets_goal(self) -> bool:
+    def meets_goal(self) -> bool | None:
+        if self.goal is None:
+            return None
         return self.value >= self.goal if self.better == "higher" else self.value < self.goal
 
 
@@ -48,23 +51,27 @@ def parse_threshold(text: str) -> float:
     return value / 100
 
 
-def to_json(figures: list[Figure], mode: str, raw: dict[str, float]) -> dict:
+def to_json(figures: list[Figure], mode: str, raw: dict[str, float], curves: dict | None = None) -> dict:
     return {"version": FORMAT_VERSION, "mode": mode,
             "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine()},
-            "figures": {f.name: asdict(f) for f in figures}, "raw": raw}
+            "figures": {f.name: asdict(f) for f in figures}, "raw": raw, "scaling": curves or {}}
 
 
-def save(path: Path, figures: list[Figure], mode: str, raw: dict[str, float]) -> None:
+def save(path: Path, figures: list[Figure], mode: str, raw: dict[str, float], curves: dict | None = None) -> None:
+    """Write atomically: a baseline is never left half-written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(to_json(figures, mode, raw), indent=2) + "\n")
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(to_json(figures, mode, raw, curves), indent=2) + "\n")
+    partial.replace(path)
 
 
 def load(path: Path) -> tuple[str, list[Figure]]:
     """The mode and figures of a saved bench file (DataError, one line, if it is not one)."""
     try:
         data = json.loads(Path(path).read_text())
-        figures = [Figure(**{k: entry[k] for k in ("name", "value", "better", "goal", "meaning")})
+        figures = [Figure(**{k: entry[k] for k in ("name", "value", "better", "goal", "meaning")},
+                          tolerance=float(entry.get("tolerance", 0.0)))
                    for entry in data["figures"].values()]
         return str(data["mode"]), figures
     except FileNotFoundError:
@@ -76,10 +83,15 @@ def load(path: Path) -> tuple[str, list[Figure]]:
 
 def regressed(figure: Figure, baseline: float, threshold: float) -> bool:
     """Higher-better: below baseline * (1 - t). Lower-better: above baseline * (1 + t) AND above its goal
-    (a share that still meets its goal is not a regression: tiny shares jump by large factors on noise)."""
+    (a share that still meets its goal is not a regression: tiny shares jump by large factors on noise).
+    Either way the figure must also be worse by more than its absolute `tolerance`."""
     if figure.better == "higher":
-        return figure.value < baseline * (1 - threshold)
-    return figure.value > baseline * (1 + threshold) and figure.value >= figure.goal
+        beyond = figure.value < baseline * (1 - threshold)
+        worse_by = baseline - figure.value
+    else:
+        beyond = figure.value > baseline * (1 + threshold) and (figure.goal is None or figure.value >= figure.goal)
+        worse_by = figure.value - baseline
+    return beyond and worse_by > figure.tolerance + 1e-12  # float noise at exactly one answer
 
 
 def compare(current: list[Figure], baseline: list[Figure], threshold: float) -> list[Comparison]:
@@ -106,8 +118,9 @@ def _number(value: float | None) -> str:
 def figures_table(figures: list[Figure]) -> str:
     lines = [f"{'figure':<34} {'value':>10} {'goal':>10}  met  meaning"]
     for f in figures:
-        goal = (">= " if f.better == "higher" else "< ") + f"{f.goal:g}"
-        lines.append(f"{f.name:<34} {f.value:>10.4g} {goal:>10}  {'yes' if f.meets_goal else 'NO ':<3}  {f.meaning}")
+        goal = "-" if f.goal is None else (">= " if f.better == "higher" else "< ") + f"{f.goal:g}"
+        met = {True: "yes", False: "NO", None: "-"}[f.meets_goal]
+        lines.append(f"{f.name:<34} {f.value:>10.4g} {goal:>10}  {met:<3}  {f.meaning}")
     return "\n".join(lines)
 
 

@@ -3,16 +3,11 @@ same process, close together, because the machine is shared and absolute speeds 
 
 from __future__ import annotations
 
-import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from harness.bench.compare import Figure
-from harness.errors import HarnessError
 from harness.interfaces import SamplingParams
-from harness.models import resolve_model
 from harness.plugins import get_plugins
 from harness.samplers.vllm import TIED_ALIASES
 from harness.types import Rollout, RolloutBatch
@@ -27,21 +22,26 @@ class BenchSize:
     prompts: int  # prompts per sampling call (vLLM, raw vLLM and hf alike)
     n: int  # samples per prompt
     max_tokens: int
-    rounds: int  # alternating timed rounds per side; tokens/s is summed over them
+    rounds: int  # alternating timed rounds per side (sampling) or timed steps (training)
     train_sequences: int
     train_completion: int  # completion tokens per training sequence
-    loop_steps: int
-    loop_problems: int
-    loop_n: int
+    loop_steps: int  # TTRL iterations of the real loop (then pass@1 is measured "after K steps")
+    loop_problems: int  # problems per iteration (the TRL peer gets the same prompts)
+    loop_n: int  # samples per problem, all of them trained on (as TRL trains every sample)
     loop_max_tokens: int
+    eval_problems: int  # the loop's problem set, evaluated before and after with avg@eval_k
+    eval_k: int
+    peer_steps: int  # TRL GRPOTrainer steps timed (its first step is no slower than the next)
+    scaling: bool  # also time one iteration against N and the problem count (minutes)
 
 
-# A loop step where every problem abstains syncs nothing: the loop's parser also takes the last number, since
-# the 135M model rarely writes \boxed{} within a short budget.
-QUICK = BenchSize(prompts=2, n=4, max_tokens=32, rounds=2, train_sequences=4, train_completion=48,
-                  loop_steps=1, loop_problems=4, loop_n=4, loop_max_tokens=64)
+QUICK = BenchSize(prompts=2, n=4, max_tokens=32, rounds=2, train_sequences=8, train_completion=64,
+                  loop_steps=3, loop_problems=4, loop_n=8, loop_max_tokens=64, eval_problems=16, eval_k=4,
+                  peer_steps=1, scaling=False)
+# The loop and peer sizes match the TRL baseline recorded in ../shared/docs/ENVIRONMENT.md (8 x 8 x 96).
 FULL = BenchSize(prompts=8, n=8, max_tokens=64, rounds=3, train_sequences=16, train_completion=128,
-                 loop_steps=2, loop_problems=8, loop_n=16, loop_max_tokens=128)
+                 loop_steps=3, loop_problems=8, loop_n=8, loop_max_tokens=96, eval_problems=32, eval_k=8,
+                 peer_steps=1, scaling=True)
 
 
 def arith_prompts(model_path: str, count: int) -> list[str]:
@@ -121,7 +121,10 @@ def synthetic_batch(size: BenchSize, vocab: int = 49152, prompt_len: int = 48) -
 
 
 def training_share_of_ceiling(model_path: str, size: BenchSize, seed: int) -> dict[str, float]:
-    """GRPO (default options) training tokens/s, and its FLOP rate (6 * params * tokens) over the ceiling."""
+    """GRPO (default options) training tokens/s, and its FLOP rate (6 * params * tokens) over the ceiling.
+
+    Steps and matmul probes alternate (probe, step, probe, step, probe), so a load spike during the run
+    lowers both sides alike; the ceiling is the mean of every probe."""
     from transformers import AutoConfig
 
     tied = bool(getattr(AutoConfig.from_pretrained(model_path), "tie_word_embeddings", False))
@@ -130,38 +133,17 @@ def training_share_of_ceiling(model_path: str, size: BenchSize, seed: int) -> di
     params = sum(t.numel() for name, t in optimizer.named_weights() if name not in TIED_ALIASES or not tied)
     batch = synthetic_batch(size)
     optimizer.step(batch)  # warm-up: allocations, the fused AdamW state
-    ceiling_before = matmul_gflops()
-    seconds, stats = _timed(lambda: optimizer.step(batch))
-    ceiling = (ceiling_before + matmul_gflops()) / 2  # measured on both sides of the step
-    tokens_per_s = stats["tokens"] / seconds
+    probes = [matmul_gflops()]
+    seconds = tokens = 0.0
+    for _ in range(size.rounds):
+        step_seconds, stats = _timed(lambda: optimizer.step(batch))
+        seconds += step_seconds
+        tokens += stats["tokens"]
+        probes.append(matmul_gflops())
+    tokens_per_s = tokens / seconds
     achieved = 6 * params * tokens_per_s / 1e9
-    return {"train_tokens_per_s": tokens_per_s, "train_gflops": achieved, "matmul_bf16_gflops": ceiling,
-            "params": float(params)}
-
-
-def loop_shares(size: BenchSize, seed: int) -> dict[str, float]:
-    """Run the real loop (vLLM sampler, GRPO, majority vote, no evaluation) and read its phase times."""
-    from harness.config import RunConfig
-    from harness.loop import run
-    from harness.rundir import RunDir
-
-    with tempfile.TemporaryDirectory(prefix="harness-bench-") as folder:
-        config = RunConfig(model=MODEL, seed=seed, benchmark="arith", sampler="vllm", steps=size.loop_steps,
-                           problems_per_step=size.loop_problems, n_votes=size.loop_n,
-                           max_tokens=size.loop_max_tokens, evaluation={"enabled": False},
-                           answer_parser_options={"fallbacks": ["answer_is", "last_number"]},
-                           output=Path(folder) / "run")
-        result = run(config, RunDir.create(config.output, config.model_dump(mode="json")), log=lambda *_: None)
-    seconds = {phase: sum(r.get(f"seconds/{phase}", 0.0) for r in result.history)
-               for phase in ("sample", "label", "optimize", "sync")}
-    iteration = sum(seconds.values())  # the loop logs its checkpoint time after the record: not in here
-    if all("train/skipped" in r for r in result.history):
-        raise HarnessError("bench: every loop step abstained, so no weights were synced; the sync share "
-                           "cannot be measured (raise loop_max_tokens in harness/bench/measures.py)")
-    last = result.history[-1]
-    return {"label_share": seconds["label"] / iteration, "sync_share": seconds["sync"] / iteration,
-            "iteration_seconds": iteration / len(result.history),
-            "label_accuracy": float(last.get("label_accuracy", 0.0)), "pass_at_1": float(last.get("pass_at_1", 0.0))}
+    return {"train_tokens_per_s": tokens_per_s, "train_gflops": achieved,
+            "matmul_bf16_gflops": sum(probes) / len(probes), "params": float(params)}
 
 
 def sampling_figures(model_path: str, size: BenchSize, seed: int) -> dict[str, float]:
@@ -173,27 +155,3 @@ def sampling_figures(model_path: str, size: BenchSize, seed: int) -> dict[str, f
         sampler.close()
     values["hf_tokens_per_s"] = hf_tokens_per_s(model_path, prompts, size, seed)
     return values
-
-
-def measure(quick: bool, seed: int = 0, log=print) -> tuple[list[Figure], dict[str, float]]:
-    """All figures (goals from the issue) plus the raw numbers they came from."""
-    size = QUICK if quick else FULL
-    model_path = resolve_model(MODEL)
-    log("bench: sampling (vLLM harness vs raw vLLM vs hf) ...")
-    raw = sampling_figures(model_path, size, seed)
-    log("bench: training vs the bf16 matmul ceiling ...")
-    raw.update(training_share_of_ceiling(model_path, size, seed))
-    log("bench: the loop's phase shares ...")
-    raw.update(loop_shares(size, seed))
-    figures = [
-        Figure("sampling/harness_vs_raw_vllm", raw["harness_tokens_per_s"] / raw["raw_tokens_per_s"], "higher",
-               0.95, "VLLMSampler.generate tokens/s over LLM.generate tokens/s, same engine"),
-        Figure("sampling/vllm_vs_hf", raw["harness_tokens_per_s"] / raw["hf_tokens_per_s"], "higher", 5.0,
-               "vllm sampler tokens/s over hf sampler tokens/s, same prompts"),
-        Figure("training/share_of_bf16_ceiling", raw["train_gflops"] / raw["matmul_bf16_gflops"], "higher", 0.5,
-               "GRPO step 6*params*tokens FLOP/s over 2048^3 bf16 matmul FLOP/s"),
-        Figure("loop/label_share", raw["label_share"], "lower", 0.02,
-               "extraction + voting + rewards, share of one iteration"),
-        Figure("loop/sync_share", raw["sync_share"], "lower", 0.05, "weight sync, share of one iteration"),
-    ]
-    return figures, raw

@@ -40,9 +40,30 @@ def test_vllm_sampling(benchmark, model_path, prompts):
 
 
 def test_grpo_step(benchmark, model_path):
-    """One GRPO step (default options) on 4 sequences of 48 prompt + 48 completion tokens."""
+    """One GRPO step (default options) on the quick bench's synthetic batch (48 prompt tokens per sequence)."""
     optimizer = get_plugins()["optimizer"].create("grpo", {}, model_path=model_path, total_steps=100, seed=0)
     batch = synthetic_batch(QUICK)
     stats = benchmark.pedantic(optimizer.step, args=(batch,), rounds=3, warmup_rounds=1)
     benchmark.extra_info["tokens"] = stats["tokens"]
     assert stats["tokens"] == QUICK.train_sequences * (48 + QUICK.train_completion)
+
+
+def test_ttrl_iteration(benchmark, model_path):
+    """One iteration of the real loop (`harness.loop.ttrl_step`): 4 one-digit sums x n=8 x 64 tokens through
+    vLLM, majority vote, a GRPO step on every sample, and the in-memory weight sync."""
+    from harness.bench.loopbench import loop_config
+    from harness.loop import load_problems, model_prompts, open_engines, ttrl_step
+
+    config = loop_config(QUICK, seed=0)
+    problems = load_problems(config)[: config.problems_per_step]
+    prompts = model_prompts(config, model_path, problems)
+    engines = open_engines(config, model_path)
+    steps = iter(range(100))
+    try:
+        record = benchmark.pedantic(lambda: ttrl_step(engines, config, next(steps), problems, prompts),
+                                    rounds=3, warmup_rounds=1)
+    finally:
+        engines.close()
+    benchmark.extra_info.update(sampled_tokens=record["sampled_tokens"],
+                                trained=record.get("train/trained_sequences", 0.0))
+    assert record["sampled_tokens"] > 0 and "seconds/sync" in record

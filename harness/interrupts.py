@@ -1,0 +1,53 @@
+"""Ctrl-C that cannot get lost.
+
+Python prints and swallows an exception raised inside a finalizer (`__del__`, weakref callbacks), and torch
+runs finalizers all the time, so a KeyboardInterrupt that lands in one vanishes and the run goes on. This
+module's SIGINT handler raises KeyboardInterrupt as usual *and* sets a flag; a swallowed KeyboardInterrupt
+reaching `sys.unraisablehook` sets it too, silently. The loop calls `check()` at safe points.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+
+_pressed = threading.Event()
+_installed = False
+
+
+def _on_sigint(signum, frame) -> None:
+    _pressed.set()
+    raise KeyboardInterrupt
+
+
+def _unraisable(unraisable, previous=sys.unraisablehook) -> None:
+    if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
+        _pressed.set()  # a Ctrl-C raised inside a finalizer: remember it, print no traceback
+        return
+    previous(unraisable)
+
+
+def install() -> None:
+    """Install the handler and the hook once, from the main thread (elsewhere signals cannot be set)."""
+    global _installed
+    if _installed or threading.current_thread() is not threading.main_thread():
+        return
+    signal.signal(signal.SIGINT, _on_sigint)
+    sys.unraisablehook = _unraisable
+    _installed = True
+
+
+def pressed() -> bool:
+    return _pressed.is_set()
+
+
+def check() -> None:
+    """Raise KeyboardInterrupt if Ctrl-C was pressed, even if its own exception was swallowed."""
+    if _pressed.is_set():
+        raise KeyboardInterrupt
+
+
+def reset() -> None:
+    """Forget an earlier Ctrl-C (tests; a library caller that handled it)."""
+    _pressed.clear()
