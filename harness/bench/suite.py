@@ -47,34 +47,34 @@ def sections_of(figure_names: list[str]) -> tuple[str, ...]:
     return tuple(section for section in SECTIONS if section in needed)
 
 
+# name, numerator, denominator (None: the raw value itself), better, goal, meaning, and for accuracy figures
+# the raw count whose reciprocal is the tolerance: a change of one label (or one graded answer) never fails.
+FIGURES = (
+    ("sampling/harness_vs_raw_vllm", "harness_tokens_per_s", "raw_tokens_per_s", "higher", 0.95,
+     "VLLMSampler.generate tokens/s over LLM.generate tokens/s, same engine", None),
+    ("sampling/vllm_vs_hf", "harness_tokens_per_s", "hf_tokens_per_s", "higher", 5.0,
+     "vllm sampler tokens/s over hf sampler tokens/s, same prompts", None),
+    ("training/share_of_bf16_ceiling", "train_gflops", "matmul_bf16_gflops", "higher", 0.5,
+     "GRPO step 6*params*tokens FLOP/s over 2048^3 bf16 matmul FLOP/s", None),
+    ("loop/speedup_vs_trl_grpo", "trl_step_seconds", "iteration_seconds", "higher", 3.0,
+     "TRL GRPOTrainer+majority reward seconds/step over ours, same model/prompts/N/tokens", None),
+    ("loop/label_share", "label_share", None, "lower", 0.02,
+     "extraction + voting + rewards, share of one iteration", None),
+    ("loop/sync_share", "sync_share", None, "lower", 0.05, "weight sync, share of one iteration", None),
+    ("accuracy/label_accuracy", "label_accuracy", None, "higher", None,
+     "majority label == gold, mean over the loop's steps", "labels"),
+    ("accuracy/pass_at_1_after", "pass_at_1_after", None, "higher", None,
+     "avg@k pass@1 after the loop's K steps", "eval_answers"),
+)
+
+
 def figures_from(raw: dict[str, float]) -> list[Figure]:
     """The figures whose raw numbers were measured (a section left out leaves its figures out)."""
     figures = []
-
-    def add(needs: tuple[str, ...], name: str, value, better: str, goal: float | None, meaning: str,
-            tolerance: float = 0.0) -> None:
-        if all(key in raw for key in needs):
-            figures.append(Figure(name, value(), better, goal, meaning, tolerance))
-
-    add(("harness_tokens_per_s", "raw_tokens_per_s"), "sampling/harness_vs_raw_vllm",
-        lambda: raw["harness_tokens_per_s"] / raw["raw_tokens_per_s"], "higher", 0.95,
-        "VLLMSampler.generate tokens/s over LLM.generate tokens/s, same engine")
-    add(("harness_tokens_per_s", "hf_tokens_per_s"), "sampling/vllm_vs_hf",
-        lambda: raw["harness_tokens_per_s"] / raw["hf_tokens_per_s"], "higher", 5.0,
-        "vllm sampler tokens/s over hf sampler tokens/s, same prompts")
-    add(("train_gflops", "matmul_bf16_gflops"), "training/share_of_bf16_ceiling",
-        lambda: raw["train_gflops"] / raw["matmul_bf16_gflops"], "higher", 0.5,
-        "GRPO step 6*params*tokens FLOP/s over 2048^3 bf16 matmul FLOP/s")
-    add(("trl_step_seconds", "iteration_seconds"), "loop/speedup_vs_trl_grpo",
-        lambda: raw["trl_step_seconds"] / raw["iteration_seconds"], "higher", 3.0,
-        "TRL GRPOTrainer+majority reward seconds/step over ours, same model/prompts/N/tokens")
-    add(("label_share",), "loop/label_share", lambda: raw["label_share"], "lower", 0.02,
-        "extraction + voting + rewards, share of one iteration")
-    add(("sync_share",), "loop/sync_share", lambda: raw["sync_share"], "lower", 0.05,
-        "weight sync, share of one iteration")
-    # Accuracy at a fixed seed and model: no goal; a change of one label (or one graded answer) never fails
-    add(("label_accuracy", "labels"), "accuracy/label_accuracy", lambda: raw["label_accuracy"], "higher", None,
-        "majority label == gold, mean over the loop's steps", tolerance=1.0 / max(raw.get("labels", 1.0), 1.0))
-    add(("pass_at_1_after", "eval_answers"), "accuracy/pass_at_1_after", lambda: raw["pass_at_1_after"], "higher",
-        None, "avg@k pass@1 after the loop's K steps", tolerance=1.0 / max(raw.get("eval_answers", 1.0), 1.0))
+    for name, numerator, denominator, better, goal, meaning, count in FIGURES:
+        if any(key is not None and key not in raw for key in (numerator, denominator, count)):
+            continue
+        value = raw[numerator] / raw[denominator] if denominator else raw[numerator]
+        tolerance = 1.0 / max(raw[count], 1.0) if count else 0.0
+        figures.append(Figure(name, value, better, goal, meaning, tolerance))
     return figures
