@@ -14,6 +14,7 @@ import threading
 
 _pressed = threading.Event()
 _installed = False
+_previous_hook = sys.unraisablehook  # replaced by the hook in place when install() runs
 
 
 def _on_sigint(signum, frame) -> None:
@@ -21,19 +22,20 @@ def _on_sigint(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def _unraisable(unraisable, previous=sys.unraisablehook) -> None:
+def _unraisable(unraisable) -> None:
     if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
         _pressed.set()  # a Ctrl-C raised inside a finalizer: remember it, print no traceback
         return
-    previous(unraisable)
+    _previous_hook(unraisable)
 
 
 def install() -> None:
     """Install the handler and the hook once, from the main thread (elsewhere signals cannot be set)."""
-    global _installed
+    global _installed, _previous_hook
     if _installed or threading.current_thread() is not threading.main_thread():
         return
     signal.signal(signal.SIGINT, _on_sigint)
+    _previous_hook = sys.unraisablehook  # whatever hook is in place now (pytest's, a user's), not import time's
     sys.unraisablehook = _unraisable
     _installed = True
 

@@ -148,4 +148,7 @@ def test_bench_parser_flags():
     assert parser.parse_args(["bench"]).only == SECTIONS
     with pytest.raises(SystemExit):
         parser.parse_args(["bench", "--only", "samplng"])
+    for bad in ("-1", "two"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["bench", "--retries", bad])
 

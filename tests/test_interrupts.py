@@ -40,3 +40,30 @@ def test_ctrl_c_swallowed_by_a_finalizer_is_remembered_silently():
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["went on after the swallowed Ctrl-C", "check raised", "reset"]
     assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
+
+
+FORWARD = r"""
+import gc, sys
+from harness import interrupts
+
+seen = []
+sys.unraisablehook = lambda unraisable: seen.append(unraisable.exc_type.__name__)  # set after import
+interrupts.install()
+
+class Broken:
+    def __del__(self):
+        raise ValueError("not a Ctrl-C")
+
+Broken()
+gc.collect()
+assert seen == ["ValueError"], seen
+assert not interrupts.pressed()
+print("forwarded", flush=True)
+"""
+
+
+def test_other_unraisable_errors_reach_the_hook_in_place_at_install():
+    """Only KeyboardInterrupt is kept; anything else goes to the hook installed before (pytest's, a user's)."""
+    done = subprocess.run([sys.executable, "-c", FORWARD], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "forwarded"

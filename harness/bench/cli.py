@@ -25,7 +25,7 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--compare", type=Path, metavar="FILE", help="compare with a saved baseline")
     parser.add_argument("--max-regression", default="10%", metavar="PCT",
                         help="with --compare: fail when a figure is this much worse (default 10%%)")
-    parser.add_argument("--retries", type=int, default=0, metavar="K",
+    parser.add_argument("--retries", type=_retries, default=0, metavar="K",
                         help="with --compare: measure a regressed figure's section up to K more times; it "
                         "fails only if it regressed every time (default 0)")
     parser.set_defaults(func=cmd_bench)
@@ -39,6 +39,16 @@ def _sections(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(f"unknown section {', '.join(unknown) or text!r}; "
                                          f"choose from {', '.join(SECTIONS)}")
     return chosen
+
+
+def _retries(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number of retries, 0 or more (e.g. 1)")
+    return value
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

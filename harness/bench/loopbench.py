@@ -52,6 +52,8 @@ def loop_figures(size: BenchSize, seed: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="harness-bench-") as folder:
         config = loop_config(size, seed, Path(folder) / "run")
         result = run(config, RunDir.create(config.output, config.model_dump(mode="json")), log=lambda *_: None)
+    if result.interrupted:  # run() turned Ctrl-C into a partial result: the bench stops, as on any Ctrl-C
+        raise KeyboardInterrupt
     history = result.history
     if all("train/skipped" in r for r in history):
         raise HarnessError("bench: every loop step abstained, so no weights were synced; the sync share "
