@@ -20,8 +20,8 @@ from collections import OrderedDict
 from fractions import Fraction
 from functools import lru_cache
 
-from answer_parsers.checker import MathVerifyWorker, WorkerStats
-from answer_parsers.normalize import MAX_CACHED_CHARS, MAX_DEPTH, canonical, parse_number, split_group
+from harness.answer_parsers.checker import MathVerifyWorker, WorkerStats
+from harness.answer_parsers.normalize import MAX_CACHED_CHARS, MAX_DEPTH, canonical, parse_number, split_group
 
 __all__ = ["DEFAULT_TIMEOUT", "canonical", "is_equivalent", "shutdown", "start_worker", "worker_stats"]
 

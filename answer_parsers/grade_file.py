@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, TextIO
 
-from answer_parsers.equivalence import as_text
+from harness.answer_parsers.equivalence import as_text
 from harness.errors import DataError
 from harness.interfaces import AnswerParser
 

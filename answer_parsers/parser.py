@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from answer_parsers.equivalence import is_equivalent, shutdown, start_worker
-from answer_parsers.extract import extract_answer
+from harness.answer_parsers.equivalence import is_equivalent, shutdown, start_worker
+from harness.answer_parsers.extract import extract_answer
 from harness.interfaces import AnswerParser
 
 

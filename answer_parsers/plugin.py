@@ -1,9 +1,10 @@
-"""Registers the built-in answer parsers, exactly like a third-party plugin would."""
+"""The built-in answer parsers, registered through the same hook a third-party plugin implements."""
 
-from answer_parsers.parser import BoxedParser
 from harness.hookspecs import hookimpl
 
 
 @hookimpl
 def register_answer_parsers(register):
+    from harness.answer_parsers.parser import BoxedParser
+
     register(BoxedParser)

@@ -7,9 +7,9 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from benchmarks.files import read_problems
-from benchmarks.hub import load_hf_problems
-from benchmarks.locate import locate
+from harness.benchmarks.files import read_problems
+from harness.benchmarks.hub import load_hf_problems
+from harness.benchmarks.locate import locate
 from harness.errors import ConfigError, DataError
 from harness.interfaces import Benchmark
 from harness.types import Problem

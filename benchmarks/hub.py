@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.files import record_to_problem
+from harness.benchmarks.files import record_to_problem
 from harness.errors import DataError
 from harness.types import Problem
 

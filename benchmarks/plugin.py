@@ -1,13 +1,12 @@
-"""Registers the built-in benchmarks, exactly as a third-party plugin would."""
+"""The built-in benchmarks, registered through the same hook a third-party plugin implements."""
 
-from benchmarks.arith import Arith
-from benchmarks.competition import AIME24, AMC, Math500
 from harness.hookspecs import hookimpl
-
-BUILTIN_BENCHMARKS = (Arith, AIME24, AMC, Math500)
 
 
 @hookimpl
 def register_benchmarks(register):
-    for benchmark in BUILTIN_BENCHMARKS:
+    from harness.benchmarks.arith import Arith
+    from harness.benchmarks.competition import AIME24, AMC, Math500
+
+    for benchmark in (Arith, AIME24, AMC, Math500):
         register(benchmark)

@@ -44,7 +44,7 @@ class RunConfig(Strict):
     limit: int | None = Field(None, ge=1, description="Use only the first N problems.")
     instruction: str = Field(DEFAULT_INSTRUCTION, description="Appended to each problem in the user turn.")
 
-    strategy: str = Field("majority", description="Labeling strategy plugin (majority, weighted, oracle).")
+    strategy: str = Field("majority", description="Labeling strategy plugin (`harness plugins` lists them).")
     strategy_options: dict[str, Any] = Field(default_factory=dict, description="Strategy plugin options.")
     answer_parser: str = Field("boxed", description="Answer parser plugin (extraction + equivalence).")
     answer_parser_options: dict[str, Any] = Field(
@@ -69,6 +69,10 @@ class RunConfig(Strict):
     checkpoint_every: int = Field(1, ge=1, description="Save a resumable checkpoint every N steps.")
 
     evaluation: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation protocol settings.")
+    plugin_versions: dict[str, str] = Field(
+        default_factory=dict,
+        description="Filled in when a run starts: 'kind/name' -> the distribution and version that provided it.",
+    )
 
     @model_validator(mode="after")
     def _train_within_votes(self) -> RunConfig:

@@ -18,18 +18,37 @@ from harness.types import Completion, Group, Problem, RolloutBatch, Verdict
 
 
 class Strategy(ABC):
-    """Turns the samples of one problem into a pseudo-label and one reward per sample."""
+    """Turns the samples of one problem into a pseudo-label and one reward per sample.
+
+    Lifecycle: one instance per run, created with the validated options and the run's seed; the loop calls
+    `start_step(step)` before the step's first `label`, then `label` once per problem of the step. Its
+    `state_dict()` is saved with every checkpoint and handed back to `load_state_dict` on --resume, so a
+    stateful strategy (its own RNG, a running average) resumes exactly. `close()` is called at the end."""
 
     name: ClassVar[str]
     Options: ClassVar[type[BaseModel]] = NoOptions
     needs_gold: ClassVar[bool] = False  # only the oracle may set this
 
-    def __init__(self, options: BaseModel) -> None:
+    def __init__(self, options: BaseModel, seed: int = 0) -> None:
         self.options = options
+        self.seed = seed
 
     @abstractmethod
     def label(self, group: Group) -> Verdict:
         """Return a Verdict with exactly len(group.completions) rewards; pseudo_label None abstains."""
+
+    def start_step(self, step: int) -> None:  # noqa: B027 - optional hook
+        """Called before the first `label` of each step (0-based; a resumed run continues the count)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-able or picklable state saved with each checkpoint (default: none)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Restore what `state_dict` returned, on --resume."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release anything held (files, processes)."""
 
 
 class AnswerParser(ABC):

@@ -26,7 +26,7 @@ from harness.models import resolve_model
 from harness.plugins import get_plugins
 from harness.prompts import format_prompts
 from harness.rundir import RunDir, read_jsonl
-from harness.types import Problem, Rollout, RolloutBatch
+from harness.types import REWARD_RANGE, Problem, Rollout, RolloutBatch, Verdict
 
 
 @dataclass
@@ -68,12 +68,27 @@ def model_prompts(config: RunConfig, model_path: str, problems: list[Problem]) -
                           "model, a local folder, or a hub id that is cached or downloadable") from None
 
 
-def check_verdict(strategy_name: str, verdict, expected: int) -> None:
+def label_group(strategy: Strategy, strategy_name: str, group) -> Verdict:
+    """The strategy's verdict on one group, checked where it is returned: a strategy that raises, or returns
+    the wrong number of rewards or a reward that is not a finite number in REWARD_RANGE, is a one-line
+    PluginError naming the strategy and the problem (the traceback shows with --verbose)."""
+    where = f"strategy '{strategy_name}' on problem {group.problem_id!r}"
+    try:
+        verdict = strategy.label(group)
+    except Exception as error:
+        raise PluginError(f"{where} raised {type(error).__name__}: {error}") from error
+    if not isinstance(verdict, Verdict):
+        raise PluginError(f"{where} returned {type(verdict).__name__}, not a harness.Verdict")
+    expected = len(group.completions)
     if len(verdict.rewards) != expected:
-        raise PluginError(
-            f"strategy '{strategy_name}' returned {len(verdict.rewards)} rewards for {expected} samples; "
-            "return exactly one reward per completion"
-        )
+        raise PluginError(f"{where} returned {len(verdict.rewards)} rewards for {expected} samples; "
+                          "return exactly one reward per completion")
+    low, high = REWARD_RANGE
+    for index, reward in enumerate(verdict.rewards):
+        if isinstance(reward, bool) or not isinstance(reward, int | float) or not low <= reward <= high:
+            raise PluginError(f"{where} returned reward {reward!r} for sample {index}; rewards must be finite "
+                              f"numbers in [{low:g}, {high:g}]")
+    return verdict
 
 
 def to_rollouts(groups, verdicts, n_train: int) -> list[Rollout]:
@@ -100,12 +115,13 @@ class Engines:
     def close(self) -> None:
         self.sampler.close()
         self.parser.close()
+        self.strategy.close()
 
 
 def open_engines(config: RunConfig, model_path: str) -> Engines:
     plugins = get_plugins()
     parser = plugins["answer_parser"].create(config.answer_parser, config.answer_parser_options)
-    strategy = plugins["strategy"].create(config.strategy, config.strategy_options)
+    strategy = plugins["strategy"].create(config.strategy, config.strategy_options, seed=config.seed)
     optimizer = plugins["optimizer"].create(config.optimizer, config.optimizer_options,
                                             model_path=model_path, total_steps=config.steps, seed=config.seed)
     sampler = plugins["sampler"].create(config.sampler, config.sampler_options,
@@ -128,9 +144,8 @@ def ttrl_step(engines: Engines, config: RunConfig, step: int, problems: list[Pro
         strategy = engines.strategy
         groups = [build_group(p, prompt, completions, engines.parser, show_gold=strategy.needs_gold)
                   for p, prompt, completions in zip(problems, prompts, outputs, strict=True)]
-        verdicts = [strategy.label(group) for group in groups]
-        for verdict, group in zip(verdicts, groups, strict=True):
-            check_verdict(config.strategy, verdict, len(group.completions))
+        strategy.start_step(step)
+        verdicts = [label_group(strategy, config.strategy, group) for group in groups]
         correct = [gold_flags(g, p.answer) for g, p in zip(groups, problems, strict=True)]
         diagnostics = aggregate([problem_diagnostics(g, v, c, p.answer) for g, v, c, p in
                                  zip(groups, verdicts, correct, problems, strict=True)])
@@ -162,7 +177,7 @@ def run(config: RunConfig, run_dir: RunDir, log=print) -> RunResult:
         engines.close()
         raise KeyboardInterrupt
     result = RunResult(run_dir.path, 0)
-    start_step = resume_state(run_dir, checkpoint, engines.optimizer, engines.sampler, log)
+    start_step = resume_state(run_dir, checkpoint, engines, log)
     del checkpoint  # ~1.6 GB for the 135M model: not kept for the whole run
 
     def run_eval(phase: str, step: int) -> dict:
@@ -193,7 +208,7 @@ def run(config: RunConfig, run_dir: RunDir, log=print) -> RunResult:
                 run_eval("during", step + 1)
             if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
                 trace("checkpoint")
-                run_dir.save_checkpoint(step + 1, checkpoint_state(engines.optimizer))
+                run_dir.save_checkpoint(step + 1, checkpoint_state(engines))
             result.steps_done = step + 1
             interrupts.check()
         finished = any(e["phase"] == "after" for e in read_jsonl(run_dir.eval_path))
@@ -207,20 +222,22 @@ def run(config: RunConfig, run_dir: RunDir, log=print) -> RunResult:
     return result
 
 
-def checkpoint_state(optimizer) -> dict:
-    return {"optimizer": optimizer.state_dict(), "python_random": random.getstate()}
+def checkpoint_state(engines: Engines) -> dict:
+    return {"optimizer": engines.optimizer.state_dict(), "strategy": engines.strategy.state_dict(),
+            "python_random": random.getstate()}
 
 
-def resume_state(run_dir: RunDir, loaded: tuple[int, dict] | None, optimizer, sampler, log) -> int:
+def resume_state(run_dir: RunDir, loaded: tuple[int, dict] | None, engines: Engines, log) -> int:
     """Restore the loaded checkpoint (if any), push its weights into the sampler, drop later records."""
     if loaded is None:  # nothing finished yet: start clean
         run_dir.truncate_after(run_dir.metrics_path, 0)
         run_dir.truncate_after(run_dir.eval_path, 0)
         return 0
     step, state = loaded
-    optimizer.load_state_dict(state["optimizer"])
+    engines.optimizer.load_state_dict(state["optimizer"])
+    engines.strategy.load_state_dict(state.get("strategy", {}))  # checkpoints before strategy state: none
     random.setstate(state["python_random"])
-    sampler.load_weights(optimizer.named_weights())
+    engines.sampler.load_weights(engines.optimizer.named_weights())
     run_dir.truncate_after(run_dir.metrics_path, step)
     run_dir.truncate_after(run_dir.eval_path, step + 1)
     log(f"resumed from step {step}")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from statistics import fmean
 
+from harness.strategies.voting import tally, winner
 from harness.types import Group, Verdict
-from strategies.voting import tally, winner
 
 
 def majority_is_correct(clusters: Sequence[int | None], correct: Sequence[bool]) -> bool:
@@ -32,7 +32,10 @@ def problem_diagnostics(group: Group, verdict: Verdict, correct: Sequence[bool],
     majority = winner(totals)
     return {
         "label_correct": float(label_is_correct(group, verdict.pseudo_label, correct, gold)),
-        "reward_accuracy": fmean(float(r == g) for r, g in zip(verdict.rewards, gold_rewards, strict=True)),
+        # 1 - |reward - gold reward|, rewards clipped to [0, 1]: exact agreement for 0/1 rewards, and a graded
+        # agreement for a strategy whose rewards are confidences (0.7 for a right answer counts 0.7)
+        "reward_accuracy": fmean(1.0 - abs(min(max(r, 0.0), 1.0) - g)
+                                 for r, g in zip(verdict.rewards, gold_rewards, strict=True)),
         "majority_ratio": (totals[majority] / len(group.clusters)) if majority is not None else 0.0,
         "maj_correct": float(majority_is_correct(group.clusters, correct)),
         "pass_at_1": fmean(gold_rewards),
@@ -40,6 +43,7 @@ def problem_diagnostics(group: Group, verdict: Verdict, correct: Sequence[bool],
         "mean_reward": fmean(verdict.rewards),
         "abstained": float(verdict.abstained),
         "no_answer_rate": fmean(float(a is None) for a in group.answers),
+        **{f"strategy/{key}": float(value) for key, value in verdict.info.items()},
     }
 
 
@@ -60,4 +64,7 @@ def aggregate(rows: Sequence[dict]) -> dict[str, float]:
     """Mean of each per-problem figure over problems, under the names TTRL logs."""
     if not rows:
         return {}
-    return {logged: fmean(row[key] for row in rows) for key, logged in LOGGED_NAMES.items()}
+    figures = {logged: fmean(row[key] for row in rows) for key, logged in LOGGED_NAMES.items()}
+    reported = sorted({key for row in rows for key in row if key.startswith("strategy/")})
+    figures.update({key: fmean(row[key] for row in rows if key in row) for key in reported})
+    return figures

@@ -1,15 +1,19 @@
 """The plugin manager: built-ins from DEFAULT_PLUGINS, then installed `ttrl_harness` entry points.
 
-Built-ins are registered exactly like third-party plugins. `TTRL_HARNESS_PLUGINS` restricts which
-third-party plugins load: a comma-separated list of entry-point or distribution names ("" loads none).
-A plugin that fails to import is reported (name, distribution, error) and the others still load.
+Built-ins are registered exactly like third-party plugins, and every hook is called through pluggy's hook
+caller, one plugin at a time (in pluggy's call order, so `tryfirst`/`trylast` hold), so that a plugin whose
+hook raises becomes a load failure that `harness plugins` lists while every other plugin keeps working.
+`TTRL_HARNESS_PLUGINS` restricts which third-party plugins load: a comma-separated list of entry-point or
+distribution names, in any spelling pip accepts ("" loads none).
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.metadata
 import os
+import re
 import sys
 from dataclasses import dataclass
 from functools import cache
@@ -17,27 +21,28 @@ from functools import cache
 import pluggy
 
 from harness import hookspecs
-from harness.registry import Registry
+from harness.interfaces import AnswerParser, Benchmark, Optimizer, Sampler, Strategy
+from harness.registry import Origin, Registry
 
 ENTRY_POINT_GROUP = "ttrl_harness"
 ALLOWLIST_ENV = "TTRL_HARNESS_PLUGINS"
+DISTRIBUTION = "ttrl-harness"
 
 DEFAULT_PLUGINS = (
-    "strategies.majority",
-    "strategies.weighted",
-    "strategies.oracle",
-    "answer_parsers.plugin",
-    "benchmarks.plugin",
+    "harness.strategies.plugin",
+    "harness.answer_parsers.plugin",
+    "harness.benchmarks.plugin",
     "harness.optimizers.plugin",
     "harness.samplers.plugin",
 )
 
+# kind -> (hook, the interface its classes implement)
 KINDS = {
-    "strategy": "register_strategies",
-    "optimizer": "register_optimizers",
-    "answer_parser": "register_answer_parsers",
-    "benchmark": "register_benchmarks",
-    "sampler": "register_samplers",
+    "strategy": ("register_strategies", Strategy),
+    "optimizer": ("register_optimizers", Optimizer),
+    "answer_parser": ("register_answer_parsers", AnswerParser),
+    "benchmark": ("register_benchmarks", Benchmark),
+    "sampler": ("register_samplers", Sampler),
 }
 
 
@@ -53,55 +58,115 @@ class LoadFailure:
         return f"plugin '{self.name}' from {self.distribution} failed to load: {self.error}"
 
 
+def normalize(name: str) -> str:
+    """PEP 503 spelling: `TTRL_Controls`, `ttrl.controls` and `ttrl-controls` are one distribution."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return ""
+
+
 class Plugins:
     """The loaded plugin manager and one Registry per kind."""
 
     def __init__(self, load_entry_points: bool = True) -> None:
         self.manager = pluggy.PluginManager("ttrl_harness")
         self.manager.add_hookspecs(hookspecs)
-        self.sources: dict[str, str] = {}  # plugin name -> "builtin" or distribution name
+        self.origins: dict[str, Origin] = {}  # plugin name -> where it came from
         self.failures: list[LoadFailure] = []
+        self.allowlist = os.environ.get(ALLOWLIST_ENV)
+        builtin_version = _version(DISTRIBUTION)
         for module_name in DEFAULT_PLUGINS:
-            self.manager.register(importlib.import_module(module_name), name=module_name)
-            self.sources[module_name] = "builtin"
+            self._add(importlib.import_module(module_name), Origin(module_name, DISTRIBUTION, builtin_version))
         if load_entry_points:
             self._load_entry_points()
-        self.registries = {kind: self._collect(kind, hook) for kind, hook in KINDS.items()}
+        self._collect()
+
+    @property
+    def sources(self) -> dict[str, str]:
+        """plugin name -> distribution."""
+        return {name: origin.distribution for name, origin in self.origins.items()}
 
     def _load_entry_points(self) -> None:
-        allow = os.environ.get(ALLOWLIST_ENV)
-        allowed = None if allow is None else {n.strip() for n in allow.split(",") if n.strip()}
+        allowed = None if self.allowlist is None else {
+            normalize(n) for n in self.allowlist.split(",") if n.strip()}
         for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             dist = entry_point.dist.name if entry_point.dist else "(unknown distribution)"
-            if allowed is not None and entry_point.name not in allowed and dist not in allowed:
+            if allowed is not None and normalize(entry_point.name) not in allowed and normalize(dist) not in allowed:
                 continue
+            origin = Origin(entry_point.name, dist, entry_point.dist.version if entry_point.dist else "")
             try:
                 plugin = entry_point.load()
-                self.manager.register(plugin, name=entry_point.name)
             except Exception as error:  # a broken plugin must not take the others down
-                failure = LoadFailure(entry_point.name, dist, f"{type(error).__name__}: {error}")
-                self.failures.append(failure)
-                print(f"warning: {failure}", file=sys.stderr)
+                self._fail(origin, f"{type(error).__name__}: {error}")
                 continue
-            self.sources[entry_point.name] = dist
+            self._add(plugin, origin)
+
+    def _add(self, plugin: object, origin: Origin) -> None:
+        """Register with pluggy; a hook no spec defines (a typo) or a bad signature is a load failure."""
+        try:
+            self.manager.register(plugin, name=origin.plugin)
+        except (ValueError, pluggy.PluginValidationError) as error:
+            self._fail(origin, str(error).strip().splitlines()[0])
+            return
+        unknown = [caller.name for caller in self.manager.get_hookcallers(plugin) or [] if not caller.has_spec()]
+        if unknown:
+            self.manager.unregister(plugin)
+            hooks = [hook for hook, _ in KINDS.values()]
+            close = difflib.get_close_matches(unknown[0], hooks, n=1)
+            hint = f"; did you mean {close[0]}?" if close else f"; hooks are {', '.join(hooks)}"
+            self._fail(origin, f"implements hook '{unknown[0]}', which no hookspec defines{hint}")
+            return
+        self.origins[origin.plugin] = origin
+
+    def _fail(self, origin: Origin, error: str) -> None:
+        failure = LoadFailure(origin.plugin, origin.distribution, error)
+        self.failures.append(failure)
+        print(f"warning: {failure}", file=sys.stderr)
 
     def register(self, plugin: object, name: str, source: str = "local") -> None:
         """Add a plugin object at run time (tests, notebooks) and rebuild the registries."""
-        self.manager.register(plugin, name=name)
-        self.sources[name] = source
-        self.registries = {kind: self._collect(kind, hook) for kind, hook in KINDS.items()}
+        self._add(plugin, Origin(name, source))
+        self._collect()
 
     def unregister(self, name: str) -> None:
         self.manager.unregister(name=name)
-        self.sources.pop(name, None)
-        self.registries = {kind: self._collect(kind, hook) for kind, hook in KINDS.items()}
+        self.origins.pop(name, None)
+        self._collect()
 
-    def _collect(self, kind: str, hook_name: str) -> Registry:
-        registry = Registry(kind.replace("_", " "))
-        for impl in getattr(self.manager.hook, hook_name).get_hookimpls():
-            source = self.sources.get(impl.plugin_name, impl.plugin_name)
-            impl.function(register=lambda cls, _src=source: registry.add(cls, _src))
-        return registry
+    def _collect(self) -> None:
+        """Call every hook, plugin by plugin; a plugin whose hook raises is dropped from every kind."""
+        hint = f" (only the plugins named in {ALLOWLIST_ENV}={self.allowlist!r} were loaded)" \
+            if self.allowlist is not None else ""
+        self.registries = {kind: Registry(kind.replace("_", " "), interface, hint)
+                           for kind, (_, interface) in KINDS.items()}
+        for kind, (hook_name, _) in KINDS.items():
+            caller = getattr(self.manager.hook, hook_name)
+            order = list(dict.fromkeys(impl.plugin_name for impl in reversed(caller.get_hookimpls())))
+            for plugin_name in order:
+                if plugin_name in self.origins:
+                    self._call_one(kind, hook_name, plugin_name)
+
+    def _call_one(self, kind: str, hook_name: str, plugin_name: str) -> None:
+        origin = self.origins[plugin_name]
+        others = [p for name, p in self.manager.list_name_plugin() if name != plugin_name]
+        registry = self.registries[kind]
+
+        def register(target, name: str | None = None, options=None) -> None:
+            registry.add(target, origin, name=name, options=options)
+
+        try:
+            self.manager.subset_hook_caller(hook_name, remove_plugins=others)(register=register)
+        except Exception as error:  # the plugin's own bug: listed, and the plugin is dropped everywhere
+            self._fail(origin, f"{hook_name} raised {type(error).__name__}: {error}")
+            self.origins.pop(plugin_name)
+            self.manager.unregister(name=plugin_name)
+            for each in self.registries.values():
+                each.remove_origin(plugin_name)
 
     def __getitem__(self, kind: str) -> Registry:
         return self.registries[kind]

@@ -62,8 +62,9 @@ class RunDir:
     @classmethod
     def create(cls, path: Path, config: dict) -> RunDir:
         run = cls(path)
-        if run.config_path.exists():
+        if run.config_path.exists() and run.holds_work():
             raise HarnessError(f"{path} already holds a run: continue it with --resume {path} or pick --output")
+        # a folder with only config.json is a start that failed before any work: it is started afresh
         run.check_writable()
         write_json(run.config_path, config)
         return run
@@ -75,6 +76,11 @@ class RunDir:
             raise HarnessError(f"--resume {path}: no config.json there; is it a run directory?")
         run.check_writable()
         return run
+
+    def holds_work(self) -> bool:
+        """Whether anything finished lives here: a step's metrics, an evaluation, or a checkpoint."""
+        return (any(p.is_file() and p.stat().st_size > 0 for p in (self.metrics_path, self.eval_path))
+                or (self.checkpoint_dir / CHECKPOINT_META).exists())
 
     def check_writable(self) -> None:
         """Fail before any work when the folder cannot be written or the disk is nearly full."""

@@ -54,15 +54,25 @@ class Group:
 
 @dataclass
 class Verdict:
-    """A strategy's decision for one group: a pseudo-label (None = abstain) and one reward per sample."""
+    """A strategy's decision for one group: a pseudo-label and one reward per sample.
+
+    `rewards` are finite numbers in [-1, 1] (REWARD_RANGE), one per completion, in completion order.
+    `train` says whether the group is trained on: None (the default) trains when there is a pseudo-label
+    and abstains when it is None; True trains without a label (a control that ignores answers, such as
+    random rewards); False abstains whatever the label. `info` is logged per step as `strategy/<key>`
+    (the mean over the problems that report the key)."""
 
     pseudo_label: str | None
     rewards: list[float]
     info: dict[str, float] = field(default_factory=dict)
+    train: bool | None = None
 
     @property
     def abstained(self) -> bool:
-        return self.pseudo_label is None
+        return not self.train if self.train is not None else self.pseudo_label is None
+
+
+REWARD_RANGE = (-1.0, 1.0)
 
 
 @dataclass

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from harness.hookspecs import hookimpl
 from harness.interfaces import Strategy
+from harness.strategies.voting import rewards_for, tally, winner
 from harness.types import Group, Verdict
-from strategies.voting import rewards_for, tally, winner
 
 
 class MajorityOptions(BaseModel):
@@ -33,7 +32,3 @@ class MajorityStrategy(Strategy):
             return Verdict(None, [0.0] * size, {"majority_ratio": ratio})
         return Verdict(group.cluster_answers[best], rewards_for(group.clusters, best), {"majority_ratio": ratio})
 
-
-@hookimpl
-def register_strategies(register):
-    register(MajorityStrategy)

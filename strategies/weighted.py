@@ -11,10 +11,9 @@ import math
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from harness.hookspecs import hookimpl
 from harness.interfaces import Strategy
+from harness.strategies.voting import rewards_for, tally, winner
 from harness.types import Completion, Group, Verdict
-from strategies.voting import rewards_for, tally, winner
 
 
 class WeightedOptions(BaseModel):
@@ -54,7 +53,3 @@ class WeightedStrategy(Strategy):
         rewards = rewards_for(group.clusters, best)
         return Verdict(group.cluster_answers[best], rewards, {"majority_ratio": ratio, "weighted_share": share})
 
-
-@hookimpl
-def register_strategies(register):
-    register(WeightedStrategy)

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks.files import read_problems
 from harness import rundir
+from harness.benchmarks.files import read_problems
 from harness.cli import main
 from harness.config import RunConfig
 from harness.errors import ConfigError, DataError

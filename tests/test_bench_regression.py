@@ -1,5 +1,5 @@
 """The CI regression benchmark: every CI run measures `harness bench --quick` and compares it with the
-committed baseline (harness/bench/baseline.json); refresh that file as docs/performance.md says."""
+committed baseline (harness/perf/baseline.json); refresh that file as docs/performance.md says."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import sys
 
 import pytest
 
-from harness.bench.cli import BASELINE
-from harness.bench.compare import load
+from harness.perf.cli import BASELINE
+from harness.perf.compare import load
 from tests.conftest import REPO
 
+# Only figures that mean the same on every host of this machine kind are gated everywhere (docs/performance.md,
+# "What CI gates on"): an AMX host's 5x faster bf16 matmul no longer fails CI for its CPU alone.
 # Ratios on a shared 2-core machine swing between runs (other jobs take the cores between the two halves of
 # a ratio: quick runs under load gave harness/raw 1.16, 0.76, 0.81). 40% still catches the slow-downs that
 # matter (losing batching, prefix caching or the in-memory sync costs 2x and more), and a regressed figure is
@@ -33,11 +35,10 @@ def test_quick_bench_has_not_regressed_against_the_committed_baseline(tmp_path):
          "--max-regression", CI_MAX_REGRESSION, "--retries", CI_RETRIES, "--json-out", str(out)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=1500,
     )
-    table = done.stdout[done.stdout.find("figure"):]
+    table = done.stdout[done.stdout.find("host:"):]  # the host's CPU, the figures, the diff
     print(table)  # shown by pytest -rA or on failure: the diff against the baseline
     failure = f"bench regressed beyond {CI_MAX_REGRESSION} (or failed):\n{table}\n{done.stderr[-3000:]}"
     assert done.returncode == 0, failure
     measured = json.loads(out.read_text())["figures"]
-    _, baseline = load(BASELINE)
-    assert {f.name for f in baseline} <= set(measured), "a baseline figure was not measured"
+    assert {f.name for f in load(BASELINE).figures} <= set(measured), "a baseline figure was not measured"
     assert "REGRESSED" not in table and "missing now" not in table

@@ -15,12 +15,13 @@ import pluggy
 import pytest
 from pydantic import ValidationError
 
-from benchmarks import plugin as benchmarks_plugin
-from benchmarks.arith import Arith
-from benchmarks.competition import AIME24, AMC, Math500
-from benchmarks.files import read_problems, read_qwen_jsonl, read_ttrl_json
 from harness import hookspecs
+from harness.benchmarks import plugin as benchmarks_plugin
+from harness.benchmarks.arith import Arith
+from harness.benchmarks.competition import AIME24, AMC, Math500
+from harness.benchmarks.files import read_problems, read_qwen_jsonl, read_ttrl_json
 from harness.errors import ConfigError, DataError
+from harness.interfaces import Benchmark
 from harness.registry import Registry
 from harness.types import Problem
 
@@ -161,7 +162,7 @@ def test_level_on_a_file_without_levels_is_refused():
 def test_hf_dataset_offline_fails_in_one_line():
     """hf_dataset with the hub unreachable gives a one-line DataError pointing at local files."""
     code = (
-        "from benchmarks.competition import AIME24\n"
+        "from harness.benchmarks.competition import AIME24\n"
         "from harness.errors import DataError\n"
         "try:\n    AIME24(AIME24.Options(hf_dataset='HuggingFaceH4/aime_2024')).load()\n"
         "except DataError as e:\n    print('ERROR:' + str(e))\n"
@@ -238,7 +239,7 @@ def test_arith_answers_are_correct(options):
 
 def test_arith_options_are_validated():
     """Bad options (unknown operation, zero digits, unknown key) are rejected by the registry."""
-    registry = Registry("benchmark")
+    registry = Registry("benchmark", Benchmark)
     registry.add(Arith)
     for bad in ({"operations": "+/"}, {"digits": 0}, {"cuont": 3}, {"operations": ""}):
         with pytest.raises(ConfigError):
@@ -250,9 +251,9 @@ def test_builtin_benchmarks_are_registered_through_the_hook():
     """benchmarks.plugin registers arith, aime24, amc and math500 through the pluggy hook."""
     manager = pluggy.PluginManager("ttrl_harness")
     manager.add_hookspecs(hookspecs)
-    manager.register(benchmarks_plugin, name="benchmarks.plugin")
-    registry = Registry("benchmark")
-    manager.hook.register_benchmarks(register=registry.add)
+    manager.register(benchmarks_plugin, name="harness.benchmarks.plugin")
+    registry = Registry("benchmark", Benchmark)
+    manager.hook.register_benchmarks(register=registry.add)  # the hook, called through pluggy
     assert registry.names() == ["aime24", "amc", "arith", "math500"]
     assert len(registry.create("math500", {"path": str(DATA), "level": 1}).load()) == 43
 
@@ -263,4 +264,4 @@ def test_builtin_benchmarks_are_in_the_plugin_set():
 
     plugins = Plugins(load_entry_points=False)
     assert {"aime24", "amc", "arith", "math500"} <= set(plugins["benchmark"].names())
-    assert plugins["benchmark"].source("arith") == "builtin"
+    assert plugins["benchmark"].source("arith") == "ttrl-harness"

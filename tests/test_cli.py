@@ -17,15 +17,15 @@ def harness(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess
 
 
 def test_plugins_lists_every_builtin():
-    """`harness plugins` prints kind, name and source for each built-in."""
+    """`harness plugins` prints kind, name, distribution and version for each built-in."""
     result = harness("plugins")
     assert result.returncode == 0, result.stderr
-    rows = {tuple(line.split()) for line in result.stdout.splitlines()}
+    rows = {tuple(line.split()[:3]) for line in result.stdout.splitlines()}
     for kind, name in [("strategy", "majority"), ("strategy", "weighted"), ("strategy", "oracle"),
                        ("optimizer", "grpo"), ("sampler", "vllm"), ("sampler", "hf"),
                        ("answer_parser", "boxed"), ("benchmark", "aime24"), ("benchmark", "amc"),
                        ("benchmark", "math500"), ("benchmark", "arith")]:
-        assert (kind, name, "builtin") in rows
+        assert (kind, name, "ttrl-harness") in rows
 
 
 def test_unknown_strategy_is_one_line_and_exit_2(tmp_path):
@@ -33,7 +33,8 @@ def test_unknown_strategy_is_one_line_and_exit_2(tmp_path):
     result = harness("run", "--strategy", "majorty", "--optimizer", "grpo", "--output", str(tmp_path / "r"))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "error: Unknown strategy 'majorty'. Did you mean: majority? Known: majority, oracle, weighted"]
+        "error: Unknown strategy 'majorty'. Did you mean: majority? Known: majority, oracle, weighted "
+        "(only the plugins named in TTRL_HARNESS_PLUGINS='' were loaded)"]
     assert not (tmp_path / "r").exists()
 
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from answer_parsers import equivalence
-from answer_parsers.equivalence import canonical, is_equivalent, shutdown, worker_stats
+from harness.answer_parsers import equivalence
+from harness.answer_parsers.equivalence import canonical, is_equivalent, shutdown, worker_stats
 
 EQUAL = [
     ("25", "025"),

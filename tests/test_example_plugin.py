@@ -34,7 +34,9 @@ def test_example_plugin_is_listed_with_its_distribution(installed_example):
     listing = harness("plugins", "--json")
     assert listing.returncode == 0, listing.stderr
     rows = json.loads(listing.stdout)["plugins"]
-    assert {"kind": "strategy", "name": "margin", "source": "ttrl-margin-strategy"} in rows
+    margin = next(row for row in rows if row["name"] == "margin")
+    assert margin["kind"] == "strategy" and margin["distribution"] == "ttrl-margin-strategy"
+    assert margin["version"] == "0.1.0"
     hidden = harness("plugins", "--json", env={"TTRL_HARNESS_PLUGINS": ""})
     assert "margin" not in {row["name"] for row in json.loads(hidden.stdout)["plugins"]}
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from answer_parsers.extract import extract_answer
+from harness.answer_parsers.extract import extract_answer
 from harness.errors import ConfigError
 
 BOXED_CASES = [

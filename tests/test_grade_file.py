@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from answer_parsers.grade_file import grade_lines
-from answer_parsers.parser import BoxedParser
+from harness.answer_parsers.grade_file import grade_lines
+from harness.answer_parsers.parser import BoxedParser
 from harness.errors import ConfigError, DataError
 from harness.plugins import registry
 
@@ -24,7 +24,7 @@ def parser():
 def test_boxed_parser_is_registered(parser):
     """The built-in plugin registers "boxed" and validates its options."""
     assert isinstance(parser, BoxedParser)
-    assert registry("answer_parser").source("boxed") == "builtin"
+    assert registry("answer_parser").source("boxed") == "ttrl-harness"
     with pytest.raises(ConfigError, match="fallbacks.0"):
         registry("answer_parser").create("boxed", {"fallbacks": ["last"]})
     with pytest.raises(ConfigError, match="timeout_seconds"):

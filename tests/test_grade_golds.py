@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from answer_parsers import equivalence
-from answer_parsers.equivalence import as_text, canonical, is_equivalent, shutdown
-from answer_parsers.extract import extract_answer
+from harness.answer_parsers import equivalence
+from harness.answer_parsers.equivalence import as_text, canonical, is_equivalent, shutdown
+from harness.answer_parsers.extract import extract_answer
 
 SETS = {
     "AIME-TTT": ("ttrl/AIME-TTT.json", 30),

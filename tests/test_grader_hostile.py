@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from answer_parsers import equivalence
-from answer_parsers.equivalence import is_equivalent, shutdown, worker_pid, worker_stats
-from answer_parsers.parser import BoxedOptions, BoxedParser
+from harness.answer_parsers import equivalence
+from harness.answer_parsers.equivalence import is_equivalent, shutdown, worker_pid, worker_stats
+from harness.answer_parsers.parser import BoxedOptions, BoxedParser
 
 TIMEOUT = 0.5
 SLACK = 1.0  # process round trip and a loaded 2-core machine

@@ -7,6 +7,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from harness.errors import ConfigError, DataError
+from harness.interfaces import Optimizer
 from harness.models import resolve_model
 from harness.optimizers.grpo import GRPOOptimizer
 from harness.optimizers.options import GRPOOptions
@@ -181,7 +182,7 @@ def test_bad_rollouts_raise_data_errors(model_path, rollouts) -> None:
 
 def test_options_are_validated_with_clear_messages() -> None:
     """Bad or unknown options raise ConfigError naming the field; valid ones pass."""
-    registry = Registry("optimizer")
+    registry = Registry("optimizer", Optimizer)
     registry.add(GRPOOptimizer)
     assert registry.options("grpo", {"lr": 1e-5, "clip_eps_high": 0.28}).clip_eps_high == 0.28
     with pytest.raises(ConfigError, match="lr"):

@@ -10,9 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from harness import hookimpl
 from harness.errors import ConfigError, PluginError, UnknownPluginError
-from harness.interfaces import Strategy
+from harness.interfaces import Benchmark, Strategy
 from harness.plugins import ALLOWLIST_ENV, DEFAULT_PLUGINS, Plugins
-from harness.registry import Registry
+from harness.registry import Origin, Registry
 from harness.types import Verdict
 
 
@@ -53,7 +53,8 @@ def test_builtins_are_registered_like_plugins():
     assert {"vllm", "hf"} <= set(plugins["sampler"].names())
     assert {"aime24", "amc", "math500", "arith"} <= set(plugins["benchmark"].names())
     assert "boxed" in plugins["answer_parser"].names()
-    assert all(plugins.sources[m] == "builtin" for m in DEFAULT_PLUGINS)
+    assert all(plugins.sources[m] == "ttrl-harness" for m in DEFAULT_PLUGINS)
+    assert plugins["strategy"].entry("majority").origin.plugin == "harness.strategies.plugin"
 
 
 def test_inline_plugin_and_option_validation():
@@ -73,12 +74,101 @@ def test_inline_plugin_and_option_validation():
     assert "echo" not in plugins["strategy"].names()
 
 
-def test_duplicate_names_fail_naming_both():
-    """Two plugins registering one name is an error that names both sources."""
-    registry = Registry("strategy")
-    registry.add(EchoStrategy, "pkg-one")
-    with pytest.raises(PluginError, match="'echo' is registered twice: by pkg-one and by pkg-two"):
-        registry.add(EchoStrategy, "pkg-two")
+def test_a_name_clash_blocks_only_that_name():
+    """Two plugins registering one name: the clash is recorded, using the name is an error naming both, and
+    every other name keeps working."""
+    registry = Registry("strategy", Strategy)
+    registry.add(EchoStrategy, Origin("one", "pkg-one"))
+    registry.add(EchoStrategy, Origin("two", "pkg-two"))
+    registry.add(QuietStrategy, Origin("two", "pkg-two"))
+    assert registry.names() == ["quiet"] and list(registry.clashes) == ["echo"]
+    with pytest.raises(PluginError, match="'echo' is registered twice: by pkg-one .* and by pkg-two"):
+        registry.get("echo")
+    assert registry.get("quiet") is QuietStrategy
+
+
+class QuietStrategy(EchoStrategy):
+    name = "quiet"
+
+
+def test_kind_checks_name_the_plugin_the_class_and_the_kind():
+    """A class that is no Strategy, or a strategy given to the benchmark hook, is a one-line PluginError."""
+    with pytest.raises(PluginError, match=r"from pkg .*class .*EchoOptions is not a strategy"):
+        Registry("strategy", Strategy).add(EchoOptions, Origin("p", "pkg"))
+    with pytest.raises(PluginError, match=r"class .*EchoStrategy is not a benchmark \(subclass harness.Benchmark"):
+        Registry("benchmark", Benchmark).add(EchoStrategy, Origin("p", "pkg"))
+
+
+def test_lazy_registration_imports_on_first_use_and_checks_the_kind():
+    """"module:Class" entries validate options without importing; the import and kind check come at get()."""
+    registry = Registry("strategy", Strategy)
+    registry.add("tests.test_registry:EchoStrategy", name="echo", options=EchoOptions)
+    registry.add("tests.test_registry:EchoOptions", name="wrong")
+    registry.add("no_such_module_xyz:Thing", name="missing")
+    assert registry.options("echo", {"threshold": 0.2}).threshold == 0.2
+    assert registry.get("echo") is EchoStrategy
+    with pytest.raises(PluginError, match="is not a strategy"):
+        registry.get("wrong")
+    with pytest.raises(PluginError, match="cannot import no_such_module_xyz:Thing"):
+        registry.get("missing")
+
+
+class RaisingPlugin:
+    @hookimpl
+    def register_strategies(self, register):
+        raise RuntimeError("bug in the plugin")
+
+
+class MisspeltPlugin:
+    @hookimpl
+    def register_strategy(self, register):  # no such hookspec: register_strategies
+        register(EchoStrategy)
+
+
+class NoArgumentPlugin:
+    @hookimpl
+    def register_benchmarks(self):  # pluggy passes only the arguments an implementation names
+        NoArgumentPlugin.called = True
+
+
+class OrderedPlugins:
+    """Two plugins whose order pluggy decides: tryfirst runs before the default."""
+
+    calls: list[str] = []
+
+    class First:
+        @hookimpl(tryfirst=True)
+        def register_strategies(self, register):
+            OrderedPlugins.calls.append("first")
+
+    class Later:
+        @hookimpl
+        def register_strategies(self, register):
+            OrderedPlugins.calls.append("later")
+
+
+def test_hooks_go_through_pluggy_and_a_raising_plugin_is_a_load_failure(capsys):
+    """A plugin whose hook raises is listed as failed (one warning line) and drops out; the others work. A
+    misspelt hook is a one-line failure naming plugin and hook; a no-argument hookimpl is called; tryfirst
+    orders the calls."""
+    plugins = Plugins(load_entry_points=False)
+    plugins.register(EchoPlugin(), "echo-plugin")
+    plugins.register(RaisingPlugin(), "raising")
+    plugins.register(MisspeltPlugin(), "misspelt")
+    plugins.register(NoArgumentPlugin(), "no-argument")
+    OrderedPlugins.calls.clear()
+    plugins.register(OrderedPlugins.Later(), "later")
+    plugins.register(OrderedPlugins.First(), "first")
+    failures = {f.name: f.error for f in plugins.failures}
+    assert failures["raising"] == "register_strategies raised RuntimeError: bug in the plugin"
+    assert failures["misspelt"].startswith("implements hook 'register_strategy', which no hookspec defines; "
+                                           "did you mean register_strategies?")
+    assert "echo" in plugins["strategy"].names() and "majority" in plugins["strategy"].names()
+    assert NoArgumentPlugin.called
+    assert OrderedPlugins.calls[-2:] == ["first", "later"]
+    err = capsys.readouterr().err
+    assert "warning: plugin 'raising' from local failed to load: register_strategies raised RuntimeError" in err
+    assert "Traceback" not in err
 
 
 @pytest.fixture
@@ -125,3 +215,8 @@ def test_allowlist_restricts_third_party_plugins(fake_distributions, monkeypatch
     monkeypatch.setenv(ALLOWLIST_ENV, "good_plugin")
     plugins = Plugins()
     assert "echo" in plugins["strategy"].names() and not plugins.failures
+    monkeypatch.setenv(ALLOWLIST_ENV, "Good-Plugin")  # any spelling pip accepts for the distribution
+    assert "echo" in Plugins()["strategy"].names()
+    monkeypatch.setenv(ALLOWLIST_ENV, "other")
+    with pytest.raises(UnknownPluginError, match=r"TTRL_HARNESS_PLUGINS='other'"):
+        Plugins()["strategy"].get("echo")

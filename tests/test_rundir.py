@@ -14,10 +14,13 @@ from harness.types import Problem
 
 
 def test_create_refuses_an_existing_run(tmp_path):
-    """A second run into the same folder is refused with the --resume hint."""
-    RunDir.create(tmp_path / "r", {"a": 1})
+    """A second run into a folder that holds finished work is refused with the --resume hint; a folder
+    holding only config.json (a start that failed before any work) is started afresh."""
+    first = RunDir.create(tmp_path / "r", {"a": 1})
+    assert RunDir.create(tmp_path / "r", {"a": 2}).read_config() == {"a": 2}
+    first.append(first.metrics_path, {"step": 0})
     with pytest.raises(HarnessError, match="already holds a run: continue it with --resume"):
-        RunDir.create(tmp_path / "r", {"a": 1})
+        RunDir.create(tmp_path / "r", {"a": 3})
 
 
 def test_unwritable_output_is_detected_as_root_too(tmp_path):

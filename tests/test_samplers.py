@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from harness.errors import ConfigError, DataError
-from harness.interfaces import SamplingParams
+from harness.interfaces import Sampler, SamplingParams
 from harness.models import resolve_model
 from harness.registry import Registry
 from harness.samplers import default_sampler_name, plugin
@@ -37,7 +37,7 @@ def test_default_sampler_follows_vllm_availability(monkeypatch):
 
 def test_plugin_registers_both_with_validated_options():
     """The plugin registers vllm and hf; their options reject unknown keys with a ConfigError."""
-    registry = Registry("sampler")
+    registry = Registry("sampler", Sampler)
     plugin.register_samplers(register=registry.add)
     assert registry.names() == ["hf", "vllm"]
     assert registry.options("vllm", {"kv_cache_gib": 1}).kv_cache_gib == 1

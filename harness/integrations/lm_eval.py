@@ -48,7 +48,7 @@ TASKS: dict[str, tuple[str, dict[str, Any]]] = {
 
 def extract_answers(resps: Iterable[list[str]], docs: Iterable[dict]) -> list[list[str | None]]:
     """Filter: each document's k responses -> their extracted final answers (None: no answer)."""
-    from answer_parsers.extract import extract_answer
+    from harness.answer_parsers.extract import extract_answer
 
     return [[extract_answer(text) for text in responses] for responses in resps]
 
@@ -56,7 +56,7 @@ def extract_answers(resps: Iterable[list[str]], docs: Iterable[dict]) -> list[li
 def process_results(doc: dict, results: list[list[str | None]]) -> dict[str, float]:
     """Metric: avg@k (mean correctness), maj@k (the most common answer, clustered by the grader, is
     correct; ties go to the first seen) and pass@k (any sample correct), k = number of responses."""
-    from answer_parsers.equivalence import is_equivalent
+    from harness.answer_parsers.equivalence import is_equivalent
     from harness.grouping import cluster_answers
     from harness.metrics import majority_is_correct
 

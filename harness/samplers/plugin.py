@@ -1,11 +1,12 @@
-"""Registers the built-in samplers, exactly like a third-party plugin would."""
+"""The built-in samplers, registered through the same hook a third-party plugin implements."""
 
 from harness.hookspecs import hookimpl
-from harness.samplers.hf import HFSampler
-from harness.samplers.vllm import VLLMSampler
 
 
 @hookimpl
 def register_samplers(register):
-    register(VLLMSampler)
-    register(HFSampler)
+    from harness.samplers.hf import HFSampler
+    from harness.samplers.vllm import VLLMSampler
+
+    for sampler in (VLLMSampler, HFSampler):
+        register(sampler)

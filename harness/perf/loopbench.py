@@ -9,9 +9,9 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from harness.bench.measures import MODEL, BenchSize
 from harness.config import RunConfig
 from harness.errors import HarnessError
+from harness.perf.measures import MODEL, BenchSize
 from harness.types import Problem
 
 ACCURACY_SET = {"digits": 1, "operations": "+"}
@@ -57,7 +57,7 @@ def loop_figures(size: BenchSize, seed: int) -> dict[str, float]:
     history = result.history
     if all("train/skipped" in r for r in history):
         raise HarnessError("bench: every loop step abstained, so no weights were synced; the sync share "
-                           "cannot be measured (raise loop_max_tokens in harness/bench/measures.py)")
+                           "cannot be measured (raise loop_max_tokens in harness/perf/measures.py)")
     total = sum(iteration_seconds(r) for r in history)
     return {
         "label_share": sum(r.get("seconds/label", 0.0) for r in history) / total,

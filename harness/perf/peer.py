@@ -8,10 +8,10 @@ import os
 import tempfile
 import time
 
-from harness.bench.loopbench import PARSER_OPTIONS, loop_config, step_problems
-from harness.bench.measures import BenchSize
 from harness.integrations.trl_reward import make_reward_function
 from harness.models import resolve_model
+from harness.perf.loopbench import PARSER_OPTIONS, loop_config, step_problems
+from harness.perf.measures import BenchSize
 from harness.plugins import get_plugins
 from harness.prompts import format_prompts
 

@@ -120,30 +120,66 @@ def synthetic_batch(size: BenchSize, vocab: int = 49152, prompt_len: int = 48) -
     return RolloutBatch(rollouts)
 
 
-def training_share_of_ceiling(model_path: str, size: BenchSize, seed: int) -> dict[str, float]:
-    """GRPO (default options) training tokens/s, and its FLOP rate (6 * params * tokens) over the ceiling.
+class PlainStep:
+    """The reference the GRPO step is gated against: a plain supervised step of the same model as anyone
+    would write it (bf16 weights, eager attention, full logits, cross-entropy, backward, fused AdamW) on the
+    same sequences in micro-batches of the same size. Both sides run torch's own bf16 kernels, so their
+    ratio means the same on an AVX512-BF16 host and on an AMX host; losing the fused LM head, the skipped
+    prompt logits or the master-weight scheme moves it, a faster CPU does not."""
 
-    Steps and matmul probes alternate (probe, step, probe, step, probe), so a load spike during the run
-    lowers both sides alike; the ceiling is the mean of every probe."""
+    def __init__(self, model_path: str, micro_batch_size: int) -> None:
+        import torch
+
+        from harness.optimizers.grpo import load_causal_lm
+
+        self.model = load_causal_lm(model_path, torch.bfloat16, torch.device("cpu"), trainable=True,
+                                    attention="eager")
+        self.adamw = torch.optim.AdamW(self.model.parameters(), lr=1e-6, fused=True)
+        self.micro_batch_size = micro_batch_size
+
+    def step(self, batch: RolloutBatch) -> int:
+        """One update over the batch; returns the prompt + completion tokens it trained on."""
+        import torch
+
+        sequences = [r.prompt_token_ids + r.completion_token_ids for r in batch.rollouts]
+        for start in range(0, len(sequences), self.micro_batch_size):
+            ids = torch.tensor(sequences[start:start + self.micro_batch_size], dtype=torch.long)
+            self.model(input_ids=ids, labels=ids, use_cache=False).loss.backward()
+        self.adamw.step()
+        self.adamw.zero_grad(set_to_none=True)
+        return sum(len(ids) for ids in sequences)
+
+
+def training_figures(model_path: str, size: BenchSize, seed: int) -> dict[str, float]:
+    """GRPO (default options) training tokens/s against the plain step's (gated), and its FLOP rate
+    (6 * params * tokens) over this CPU's bf16 matmul rate (reported only: it is a physical limit).
+
+    GRPO steps, plain steps and matmul probes alternate (probe, grpo, plain, probe, ...), so a load spike
+    during the run lowers every side alike; the ceiling is the mean of every probe."""
     from transformers import AutoConfig
 
     tied = bool(getattr(AutoConfig.from_pretrained(model_path), "tie_word_embeddings", False))
     optimizer = get_plugins()["optimizer"].create("grpo", {}, model_path=model_path, total_steps=100, seed=seed)
+    plain = PlainStep(model_path, optimizer.options.micro_batch_size)
     # named_weights() may yield fresh tensors (ids are reused), and a tied head is sent under two names
     params = sum(t.numel() for name, t in optimizer.named_weights() if name not in TIED_ALIASES or not tied)
     batch = synthetic_batch(size)
     optimizer.step(batch)  # warm-up: allocations, the fused AdamW state
+    plain.step(batch)
     probes = [matmul_gflops()]
-    seconds = tokens = 0.0
+    seconds = tokens = plain_seconds = plain_tokens = 0.0
     for _ in range(size.rounds):
         step_seconds, stats = _timed(lambda: optimizer.step(batch))
         seconds += step_seconds
         tokens += stats["tokens"]
+        step_seconds, trained = _timed(lambda: plain.step(batch))
+        plain_seconds += step_seconds
+        plain_tokens += trained
         probes.append(matmul_gflops())
     tokens_per_s = tokens / seconds
     achieved = 6 * params * tokens_per_s / 1e9
-    return {"train_tokens_per_s": tokens_per_s, "train_gflops": achieved,
-            "matmul_bf16_gflops": sum(probes) / len(probes), "params": float(params)}
+    return {"train_tokens_per_s": tokens_per_s, "plain_tokens_per_s": plain_tokens / plain_seconds,
+            "train_gflops": achieved, "matmul_bf16_gflops": sum(probes) / len(probes), "params": float(params)}
 
 
 def sampling_figures(model_path: str, size: BenchSize, seed: int) -> dict[str, float]:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness.bench.measures import QUICK, arith_prompts, synthetic_batch
 from harness.interfaces import SamplingParams
 from harness.models import resolve_model
+from harness.perf.measures import QUICK, arith_prompts, synthetic_batch
 from harness.plugins import get_plugins
 
 pytestmark = [pytest.mark.bench, pytest.mark.slow]
@@ -51,8 +51,8 @@ def test_grpo_step(benchmark, model_path):
 def test_ttrl_iteration(benchmark, model_path):
     """One iteration of the real loop (`harness.loop.ttrl_step`): 4 one-digit sums x n=8 x 64 tokens through
     vLLM, majority vote, a GRPO step on every sample, and the in-memory weight sync."""
-    from harness.bench.loopbench import loop_config
     from harness.loop import load_problems, model_prompts, open_engines, ttrl_step
+    from harness.perf.loopbench import loop_config
 
     config = loop_config(QUICK, seed=0)
     problems = load_problems(config)[: config.problems_per_step]

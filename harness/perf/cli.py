@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.bench.suite import SECTIONS
+from harness.perf.suite import SECTIONS
 
 BASELINE = Path(__file__).with_name("baseline.json")
 
@@ -52,9 +52,17 @@ def _retries(text: str) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from harness.bench.compare import compare, comparison_table, figures_table, load, parse_threshold, save
-    from harness.bench.scaling import curve_table
-    from harness.bench.suite import measure
+    from harness.perf.compare import (
+        compare,
+        comparison_table,
+        figures_table,
+        load,
+        parse_threshold,
+        same_cpu,
+        save,
+    )
+    from harness.perf.scaling import curve_table
+    from harness.perf.suite import measure
 
     threshold = parse_threshold(args.max_regression)  # bad flags fail before minutes of measuring
     baseline = load(args.compare) if args.compare else None
@@ -62,11 +70,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     figures, raw, curves = measure(args.quick, args.only, seed=args.seed)
     rows = []
     if baseline is not None:
-        if baseline[0] != mode:
-            print(f"note: the baseline was measured in {baseline[0]} mode, this run in {mode} mode")
-        rows = compare(figures, baseline[1], threshold)
+        if baseline.mode != mode:
+            print(f"note: the baseline was measured in {baseline.mode} mode, this run in {mode} mode")
+        on_same_cpu = same_cpu(baseline.cpu)
+        rows = compare(figures, baseline.figures, threshold, on_same_cpu)
         for attempt in range(1, args.retries + 1):
-            figures, raw, rows = remeasure_regressed(args, figures, raw, rows, baseline[1], threshold, attempt)
+            figures, raw, rows = remeasure_regressed(args, figures, raw, rows, baseline, threshold, attempt)
     print(figures_table(figures))
     for name, points in curves.items():
         print(f"\none iteration against {name}:\n" + curve_table(name, points)[0])
@@ -76,15 +85,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
             print(f"wrote {path}")
     if baseline is None:
         return 0
-    print(comparison_table(rows, threshold))
+    print(comparison_table(rows, threshold, baseline.cpu))
     return 1 if any(row.regressed for row in rows) else 0
 
 
 def remeasure_regressed(args, figures, raw, rows, baseline, threshold, attempt):
     """Measure again the sections of the figures that regressed; a figure fails only if every try regressed
     (noise on a shared machine rarely hits the same figure twice; a real slow-down always does)."""
-    from harness.bench.compare import compare
-    from harness.bench.suite import measure, sections_of
+    from harness.perf.compare import compare, same_cpu
+    from harness.perf.suite import measure, sections_of
 
     bad = [row.name for row in rows if row.regressed]
     if not bad:
@@ -95,4 +104,4 @@ def remeasure_regressed(args, figures, raw, rows, baseline, threshold, attempt):
     retried = {f.name: f for f in again if f.name in bad}
     figures = [retried.get(f.name, f) for f in figures]
     raw = {**raw, **{f"retry{attempt}/{key}": value for key, value in again_raw.items()}}
-    return figures, raw, compare(figures, baseline, threshold)
+    return figures, raw, compare(figures, baseline.figures, threshold, same_cpu(baseline.cpu))
