@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -81,22 +82,33 @@ def _plain(value: Any) -> Any:
     return value
 
 
+@dataclass(frozen=True)
+class Fields:
+    """Which record keys hold the prompt, the gold answer and the id (each in order of preference)."""
+
+    prompt: tuple[str, ...]
+    answer: tuple[str, ...] = ("answer",)
+    id: tuple[str, ...] = ID_KEYS
+
+
 def record_to_problem(
-    record: Any, where: str, *, fmt: Format, default_source: str, default_id: str | None = None
+    record: Any, where: str, *, fmt: Format | Fields, default_source: str, default_id: str | None = None
 ) -> Problem:
-    """One file record -> a validated Problem; `where` ("FILE line 3") prefixes every error."""
+    """One file record -> a validated Problem; `where` ("FILE line 3") prefixes every error. `fmt` is a
+    published format or the field names of a user's own file."""
+    fields = fmt if isinstance(fmt, Fields) else Fields(PROMPT_KEYS[fmt])
     if not isinstance(record, Mapping):
         raise DataError(f"{where}: expected a JSON object, got {_type_name(record)}")
-    prompt_key, prompt = _pick(record, PROMPT_KEYS[fmt], where, numbers=False)
-    _, answer = _pick(record, ("answer",), where, numbers=True)
-    if default_id is not None and not any(key in record for key in ID_KEYS):
+    prompt_key, prompt = _pick(record, fields.prompt, where, numbers=False)
+    answer_key, answer = _pick(record, fields.answer, where, numbers=True)
+    if default_id is not None and not any(key in record for key in fields.id):
         id_key, problem_id = "", default_id
     else:
-        id_key, problem_id = _pick(record, ID_KEYS, where, numbers=True)
+        id_key, problem_id = _pick(record, fields.id, where, numbers=True)
     source = default_source
     if "source" in record:
         _, source = _pick(record, ("source",), where, numbers=False)
-    used = {prompt_key, "answer", id_key, "source"}
+    used = {prompt_key, answer_key, id_key, "source"}
     metadata = {
         key: _plain(value)
         for key, value in record.items()
@@ -127,9 +139,8 @@ def _read_text(path: Path) -> str:
         raise DataError(f"{path}: cannot be read as UTF-8 text: {error}") from None
 
 
-def read_ttrl_json(path: str | Path, source: str | None = None) -> list[Problem]:
-    """A TTRL-format file: a JSON array of problem objects."""
-    path = Path(path)
+def json_array_records(path: Path) -> list[tuple[str, Any]]:
+    """(where, record) for each element of a file holding one JSON array."""
     try:
         records = _loads(_read_text(path))
     except json.JSONDecodeError as error:
@@ -137,34 +148,45 @@ def read_ttrl_json(path: str | Path, source: str | None = None) -> list[Problem]
     except RecursionError:
         raise DataError(f"{path}: JSON nested too deeply to read; is it a problem file?") from None
     if not isinstance(records, list):
-        raise DataError(f"{path}: expected a JSON array of problems (TTRL format), got {_type_name(records)}")
-    default_source = source or path.stem
-    problems = [
-        record_to_problem(record, f"{path} array index {index}", fmt="ttrl", default_source=default_source)
-        for index, record in enumerate(records)
-    ]
-    _check_unique(problems, path)
-    return problems
+        raise DataError(f"{path}: expected a JSON array of problems, got {_type_name(records)}")
+    return [(f"{path} array index {index}", record) for index, record in enumerate(records)]
 
 
-def read_qwen_jsonl(path: str | Path, source: str | None = None) -> list[Problem]:
-    """A Qwen2.5-Math-format file: one JSON object a line (blank lines are skipped)."""
-    path = Path(path)
-    default_source = source or path.stem
-    problems = []
+def json_lines_records(path: Path) -> list[tuple[str, Any]]:
+    """(where, record) for each non-blank line of a JSON-lines file."""
+    records = []
     for number, line in enumerate(_read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         where = f"{path} line {number}"
         try:
-            record = _loads(line)
+            records.append((where, _loads(line)))
         except json.JSONDecodeError as error:
             raise DataError(f"{where}: invalid JSON: {error.msg} (column {error.colno})") from None
         except RecursionError:
             raise DataError(f"{where}: JSON nested too deeply to read; write one problem object a line") from None
-        problems.append(record_to_problem(record, where, fmt="qwen", default_source=default_source))
+    return records
+
+
+def problems_from(records: list[tuple[str, Any]], path: Path, fmt: Format | Fields, source: str | None,
+                  numbered_ids: bool = False) -> list[Problem]:
+    """Validated, id-unique problems; with `numbered_ids`, a record without an id is `<file stem>-<n>`."""
+    default_source = source or path.stem
+    problems = [record_to_problem(record, where, fmt=fmt, default_source=default_source,
+                                  default_id=f"{path.stem}-{number}" if numbered_ids else None)
+                for number, (where, record) in enumerate(records)]
     _check_unique(problems, path)
     return problems
+
+
+def read_ttrl_json(path: str | Path, source: str | None = None) -> list[Problem]:
+    """A TTRL-format file: a JSON array of problem objects."""
+    return problems_from(json_array_records(Path(path)), Path(path), "ttrl", source)
+
+
+def read_qwen_jsonl(path: str | Path, source: str | None = None) -> list[Problem]:
+    """A Qwen2.5-Math-format file: one JSON object a line (blank lines are skipped)."""
+    return problems_from(json_lines_records(Path(path)), Path(path), "qwen", source)
 
 
 def sniff_format(path: str | Path) -> Format:

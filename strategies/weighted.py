@@ -11,6 +11,7 @@ import math
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness.errors import PluginError
 from harness.interfaces import Strategy
 from harness.strategies.voting import rewards_for, tally, winner
 from harness.types import Completion, Group, Verdict
@@ -39,8 +40,12 @@ class WeightedStrategy(Strategy):
 
     name = "weighted"
     Options = WeightedOptions
+    needs_logprobs = True  # the TRL reward bridge has no sampler log-probs, so it refuses this strategy
 
     def label(self, group: Group) -> Verdict:
+        if any(not c.logprobs for c in group.completions if c.token_ids):
+            raise PluginError("the weighted vote needs the sampler's per-token log-probs, and this caller "
+                              "passed none; use the majority strategy here")
         weights = [confidence(c) ** self.options.power for c in group.completions]
         totals = tally(group.clusters, weights)
         best = winner(totals)

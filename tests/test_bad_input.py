@@ -268,7 +268,7 @@ def test_broken_plugin_is_named_and_wrong_reward_count_is_stopped(tmp_path, plug
     assert result.returncode == 1
     warning = "warning: plugin 'broken' from broken_plugin failed to load: RuntimeError: boom"
     assert result.stderr.count(warning) == 1
-    assert error_line(result.stderr) == ("error: strategy 'short' returned 1 rewards for 2 samples; "
-                                         "return exactly one reward per completion")
+    assert error_line(result.stderr) == ("error: strategy 'short' on problem 'arith-0000' returned 1 rewards "
+                                         "for 2 samples; return exactly one reward per completion")
     assert not (run / "metrics.jsonl").exists() and not (run / "checkpoint").exists()
     assert json.loads((run / "config.json").read_text())["strategy"] == "short"

@@ -254,7 +254,7 @@ def test_builtin_benchmarks_are_registered_through_the_hook():
     manager.register(benchmarks_plugin, name="harness.benchmarks.plugin")
     registry = Registry("benchmark", Benchmark)
     manager.hook.register_benchmarks(register=registry.add)  # the hook, called through pluggy
-    assert registry.names() == ["aime24", "amc", "arith", "math500"]
+    assert registry.names() == ["aime24", "amc", "arith", "file", "math500"]
     assert len(registry.create("math500", {"path": str(DATA), "level": 1}).load()) == 43
 
 

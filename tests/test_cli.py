@@ -67,3 +67,43 @@ def test_grade_reports_the_bad_line():
     result = harness("grade", "-", stdin='{"completion": "x", "gold": "1"}\n{not json\n')
     assert result.returncode != 0
     assert "line 2" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_each_subcommand_shows_only_its_own_flags_and_the_installed_plugins():
+    """`eval --help` offers no training flag; `run --help` names the installed strategies; both take --verbose."""
+    eval_help = harness("eval", "--help").stdout
+    for training in ("--strategy", "--optimizer", "--steps", "--n-train", "--strategy-opt", "--lr"):
+        assert training not in eval_help
+    assert "--eval-k" in eval_help and "--verbose" in eval_help
+    run_help = " ".join(harness("run", "--help").stdout.split())
+    assert "Installed: majority, oracle, weighted." in run_help and "Installed: aime24, amc, arith, file" in run_help
+
+
+def test_plugins_name_prints_its_options_and_a_typo_suggests():
+    """`harness plugins grpo` lists each option with type, default and description; a typo is one line."""
+    done = harness("plugins", "grpo")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("optimizer 'grpo' from ttrl-harness")
+    assert "  lr: float, default 5e-06\n      Peak AdamW learning rate" in done.stdout
+    assert "  path: str, required\n" in harness("plugins", "file").stdout
+    typo = harness("plugins", "majorty")
+    assert typo.returncode == 2
+    assert typo.stderr.strip() == ("error: Unknown plugin 'majorty'. Did you mean: majority? "
+                                   "`harness plugins` lists them all")
+
+
+def test_config_json_is_fully_resolved(tmp_path):
+    """The written config has every plugin's options with their defaults, and each plugin's distribution."""
+    from harness.cli import build_parser, validate_plugins
+    from harness.config import RunConfig
+    from harness.flags import config_from_args
+
+    config = config_from_args(build_parser().parse_args(["run", "--lr", "1e-5"]))
+    validate_plugins(config)
+    assert isinstance(config, RunConfig)
+    assert config.optimizer_options["lr"] == 1e-5 and config.optimizer_options["kl_coef"] == 0.001
+    assert config.strategy_options == {"min_agreement": 0.0}
+    assert config.benchmark_options["count"] == 16
+    assert config.plugin_versions["strategy/majority"].startswith("ttrl-harness ")
+    assert set(config.plugin_versions) == {"benchmark/arith", "strategy/majority", "answer_parser/boxed",
+                                           "optimizer/grpo", f"sampler/{config.sampler}"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,12 +17,55 @@ EXAMPLE = REPO / "examples" / "ttrl-margin-strategy"
 HARNESS = [sys.executable, "-m", "harness.cli"]
 
 
+TUTORIAL = REPO / "docs" / "plugins.md"
+FILE_BLOCK = re.compile(r"<!-- file: (?P<path>[^ ]+) -->\n```[a-z]*\n(?P<body>.*?)```", re.S)
+
+
+def tutorial_files() -> dict[str, str]:
+    """The files the tutorial in docs/plugins.md shows, by path inside the plugin's folder."""
+    return {m["path"]: m["body"] for m in FILE_BLOCK.finditer(TUTORIAL.read_text())}
+
+
+def test_the_tutorial_shows_the_example_package_file_for_file():
+    """docs/plugins.md and examples/ttrl-margin-strategy are one source: every file the tutorial shows is
+    the example's file, and the example has no file the tutorial leaves out."""
+    shown = tutorial_files()
+    assert set(shown) == {"ttrl_margin_strategy/__init__.py", "pyproject.toml", "tests/test_margin.py"}
+    for path, body in shown.items():
+        assert (EXAMPLE / path).read_text() == body, f"{path} differs between docs/plugins.md and the example"
+    example = {str(f.relative_to(EXAMPLE)) for f in EXAMPLE.rglob("*") if f.is_file() and "__pycache__" not in
+               f.parts and ".egg-info" not in str(f) and "build" not in f.parts}
+    assert example == set(shown)
+
+
 @pytest.fixture(scope="module")
-def installed_example():
-    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", str(EXAMPLE)]
-    subprocess.run(pip, check=True, capture_output=True, text=True)
-    yield
+def installed_example(tmp_path_factory):
+    """The tutorial followed word by word: an empty folder, the files it shows, `pip install -e .`, its unit
+    tests. Yields the folder; uninstalls afterwards."""
+    folder = tmp_path_factory.mktemp("tutorial") / "ttrl-margin-strategy"
+    for path, body in tutorial_files().items():
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        (folder / path).write_text(body)
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "-e", "."]
+    subprocess.run(pip, check=True, capture_output=True, text=True, cwd=folder)
+    yield folder
     subprocess.run([sys.executable, "-m", "pip", "uninstall", "-q", "-y", "ttrl-margin-strategy"], check=True)
+
+
+def test_the_tutorial_unit_tests_pass(installed_example):
+    """Step 5: `python -m pytest -q tests` in the plugin's folder (no model, no grader worker)."""
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+                          cwd=installed_example, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "2 passed" in done.stdout
+
+
+def test_the_tutorial_plugin_shows_its_options(installed_example):
+    """Step 5: `harness plugins margin` prints min_margin with its type, default and description."""
+    done = harness("plugins", "margin")
+    assert done.returncode == 0, done.stderr
+    assert "strategy 'margin' from ttrl-margin-strategy 0.1.0" in done.stdout
+    assert "min_margin: int, default 2" in done.stdout and "Votes the winner must lead" in done.stdout
 
 
 def harness(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -51,4 +95,7 @@ def test_example_plugin_drives_a_run(installed_example, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [0]
-    assert json.loads((out / "config.json").read_text())["strategy"] == "margin"
+    config = json.loads((out / "config.json").read_text())
+    assert config["strategy"] == "margin" and config["strategy_options"] == {"min_margin": 0}
+    assert config["plugin_versions"]["strategy/margin"] == "ttrl-margin-strategy 0.1.0"
+    assert "strategy/lead" in records[0]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from harness.errors import PluginError
 from harness.grouping import build_group
 from harness.interfaces import AnswerParser, Strategy
 from harness.types import Completion, Problem
@@ -21,7 +22,11 @@ def _text(value) -> str:
 
 
 def make_reward_function(strategy: Strategy, parser: AnswerParser) -> Callable[..., list[float | None]]:
-    """Majority vote (or any strategy) as a label-free reward; abstained problems get None (TRL skips them)."""
+    """Majority vote (or any strategy) as a label-free reward; abstained problems get None (TRL skips them).
+    TRL hands reward functions text only, no log-probs: a strategy that needs them is refused here."""
+    if getattr(strategy, "needs_logprobs", False):
+        raise PluginError(f"strategy '{strategy.name}' needs the sampler's log-probs, which TRL does not pass "
+                          "to reward functions; use it with `harness run`, or use majority with TRL")
 
     def reward(prompts, completions, **kwargs) -> list[float | None]:
         order: dict[str, list[int]] = {}

@@ -52,6 +52,10 @@ def load_causal_lm(
     """The HF causal LM at `model_path`, on `device`, dropout off (RL log-probs must be deterministic)."""
     from transformers import AutoModelForCausalLM  # slow import: only when a model is really loaded
 
+    from harness.quiet import quiet_transformers
+
+    quiet_transformers()
+
     try:
         if attention == "auto":
             attention = "sdpa" if device.type == "cuda" else "eager"

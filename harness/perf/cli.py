@@ -10,10 +10,11 @@ from harness.perf.suite import SECTIONS
 BASELINE = Path(__file__).with_name("baseline.json")
 
 
-def add_bench_parser(subparsers) -> argparse.ArgumentParser:
-    """Register `bench` on the CLI's sub-command set (the lead wires this one call into harness/cli.py)."""
+def add_bench_parser(subparsers, parents: tuple | list = ()) -> argparse.ArgumentParser:
+    """Register `bench` on the CLI's sub-command set."""
     parser = subparsers.add_parser(
-        "bench", help="throughput ratios and accuracy at a fixed seed on the embedded model, with baselines"
+        "bench", help="throughput ratios and accuracy at a fixed seed on the embedded model, with baselines",
+        parents=list(parents),
     )
     parser.add_argument("--quick", action="store_true",
                         help="the small subset CI runs (about 3 minutes on 2 idle cores; no scaling curves)")

@@ -1,17 +1,8 @@
-"""A ttrl-harness strategy plugin: majority vote, but only when the winner leads clearly.
-
-Install it (`pip install ./examples/ttrl-margin-strategy`) and use `harness run --strategy margin
---strategy-opt min_margin=2`. Problems whose top answer leads the runner-up by fewer than `min_margin`
-votes abstain, so they contribute no gradient: fewer wrong pseudo-labels early in training.
-"""
-
-from collections import Counter
+"""A ttrl-harness strategy plugin: majority vote, but only when the winner leads clearly."""
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from harness import hookimpl
-from harness.interfaces import Strategy
-from harness.types import Group, Verdict
+from harness import Group, Strategy, Verdict, hookimpl, rewards_for, tally
 
 
 class MarginOptions(BaseModel):
@@ -21,16 +12,18 @@ class MarginOptions(BaseModel):
 
 
 class MarginStrategy(Strategy):
+    """Reward 1 for the majority answer when it leads by min_margin votes; abstain otherwise."""
+
     name = "margin"
     Options = MarginOptions
 
     def label(self, group: Group) -> Verdict:
-        votes = Counter(c for c in group.clusters if c is not None).most_common()
+        votes = sorted(tally(group.clusters).items(), key=lambda item: -item[1])
         lead = votes[0][1] - (votes[1][1] if len(votes) > 1 else 0) if votes else 0
         if not votes or lead < self.options.min_margin:
-            return Verdict(None, [0.0] * len(group.clusters))
-        label = votes[0][0]
-        return Verdict(group.cluster_answers[label], [float(c == label) for c in group.clusters])
+            return Verdict(None, [0.0] * len(group.completions), info={"lead": lead})
+        winner = votes[0][0]
+        return Verdict(group.cluster_answers[winner], rewards_for(group.clusters, winner), info={"lead": lead})
 
 
 @hookimpl
