@@ -1,1 +1,2 @@
-"""Built-in labeling strategies: majority (TTRL), weighted (confidence-weighted vote), oracle (gold)."""
+"""Built-in labeling strategies: majority (TTRL), weighted (confidence-weighted vote), oracle (gold), and
+random (Bernoulli rewards: the control)."""

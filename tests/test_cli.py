@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO
 
 
@@ -33,7 +35,7 @@ def test_unknown_strategy_is_one_line_and_exit_2(tmp_path):
     result = harness("run", "--strategy", "majorty", "--optimizer", "grpo", "--output", str(tmp_path / "r"))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "error: Unknown strategy 'majorty'. Did you mean: majority? Known: majority, oracle, weighted "
+        "error: Unknown strategy 'majorty'. Did you mean: majority? Known: majority, oracle, random, weighted "
         "(only the plugins named in TTRL_HARNESS_PLUGINS='' were loaded)"]
     assert not (tmp_path / "r").exists()
 
@@ -76,7 +78,8 @@ def test_each_subcommand_shows_only_its_own_flags_and_the_installed_plugins():
         assert training not in eval_help
     assert "--eval-k" in eval_help and "--verbose" in eval_help
     run_help = " ".join(harness("run", "--help").stdout.split())
-    assert "Installed: majority, oracle, weighted." in run_help and "Installed: aime24, amc, arith, file" in run_help
+    assert "Installed: majority, oracle, random, weighted." in run_help
+    assert "Installed: aime24, amc, arith, file" in run_help
 
 
 def test_plugins_name_prints_its_options_and_a_typo_suggests():
@@ -107,3 +110,21 @@ def test_config_json_is_fully_resolved(tmp_path):
     assert config.plugin_versions["strategy/majority"].startswith("ttrl-harness ")
     assert set(config.plugin_versions) == {"benchmark/arith", "strategy/majority", "answer_parser/boxed",
                                            "optimizer/grpo", f"sampler/{config.sampler}"}
+
+
+@pytest.mark.slow
+def test_a_run_is_quiet_by_default_and_verbose_shows_the_engines(tmp_path):
+    """A real vLLM run prints its plan, progress, evaluation lines and the table, and no engine log line;
+    --verbose brings vLLM's INFO lines back."""
+    tiny = ("run", "--sampler", "vllm", "--limit", "2", "--problems-per-step", "2", "--n-votes", "2",
+            "--max-tokens", "8", "--steps", "1", "--eval-k", "2")
+    quiet = harness(*tiny, "--output", str(tmp_path / "quiet"))
+    assert quiet.returncode == 0, quiet.stderr[-3000:]
+    lines = [line for line in quiet.stderr.splitlines() if line.strip()]
+    assert lines[0].startswith("plan: smollm2-135m on arith (2 problems), strategy majority, optimizer grpo")
+    assert not [line for line in lines if "INFO" in line or "WARNING" in line or "Warning" in line], lines
+    text_lines = [line for line in lines if not line.startswith("TTRL steps:")]  # each bar redraw reads as a line
+    assert len(text_lines) == 5, text_lines  # plan (2), run directory, eval before, eval after
+    assert "| metric | before | after | change |" in quiet.stdout
+    verbose = harness(*tiny, "--verbose", "--output", str(tmp_path / "verbose"))
+    assert verbose.returncode == 0 and "INFO" in verbose.stderr

@@ -121,3 +121,26 @@ def test_seed_and_state_reach_the_strategy_through_the_checkpoint(tmp_path):
 
     step = resume_state(Run(), (2, saved), Engines(None, fresh, Stub(), Stub()), log=lambda *_: None)
     assert step == 2 and fresh.total == 3.0
+
+
+def test_random_control_flips_seeded_coins_that_resume_exactly():
+    """`random` trains without a label on Bernoulli(p) rewards; the run seed picks the coins, and its saved
+    state continues the same sequence after a resume."""
+    plugins = Plugins(load_entry_points=False)
+    group = make_group(["4"] * 8)
+    first = plugins["strategy"].create("random", {"p": 0.5}, seed=3)
+    verdict = first.label(group)
+    assert verdict.train is True and verdict.pseudo_label is None and not verdict.abstained
+    assert set(verdict.rewards) <= {0.0, 1.0} and verdict.info["reward_rate"] == sum(verdict.rewards) / 8
+    again = plugins["strategy"].create("random", {"p": 0.5}, seed=3)
+    assert again.label(group).rewards == verdict.rewards
+    assert plugins["strategy"].create("random", {}, seed=4).label(make_group(["4"] * 64)).rewards != \
+        plugins["strategy"].create("random", {}, seed=3).label(make_group(["4"] * 64)).rewards
+    saved = first.state_dict()
+    expected = first.label(group).rewards
+    resumed = plugins["strategy"].create("random", {"p": 0.5}, seed=3)
+    resumed.load_state_dict(saved)
+    assert resumed.label(group).rewards == expected
+    coins = plugins["strategy"].create("random", {"p": 0.25}, seed=0).label(make_group(["4"] * 4000)).rewards
+    assert abs(sum(coins) / 4000 - 0.25) < 0.03
+    assert plugins["strategy"].create("random", {"p": 0.0}).label(group).rewards == [0.0] * 8

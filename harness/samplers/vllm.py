@@ -219,6 +219,8 @@ def _engine_args(options: VLLMOptions, model_path: str, seed: int, on_cpu: bool)
         "enforce_eager": on_cpu if options.enforce_eager is None else options.enforce_eager,
         "enable_prefix_caching": options.enable_prefix_caching,
         "logprobs_mode": f"{options.logprobs}_logprobs",
+        # its weight-loading bar is engine chatter: shown only with --verbose (harness.quiet)
+        "use_tqdm_on_load": os.environ.get("VLLM_LOGGING_LEVEL", "INFO") != "ERROR",
     }
     kv_gib = options.kv_cache_gib or (CPU_KV_CACHE_GIB if on_cpu else None)
     if kv_gib is not None:
