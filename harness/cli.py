@@ -72,6 +72,41 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 130 if result.interrupted else 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    """A grid of matched runs: each strategy x each seed, then the leaderboard and the plot."""
+    from harness.compare import cell_config, cells, run_cell, write_leaderboard
+    from harness.loop import load_problems
+
+    strategies = list(dict.fromkeys(s.strip() for s in (args.strategy or "majority").split(",") if s.strip()))
+    if args.seed is not None:
+        raise ConfigError("compare takes --seeds 0,1,2 (a list), not --seed")
+    try:
+        seeds = list(dict.fromkeys(int(seed) for seed in args.seeds.split(",") if seed.strip()))
+    except ValueError:
+        raise ConfigError(f"--seeds {args.seeds!r}: give whole numbers separated by commas, e.g. 0,1,2") from None
+    args.strategy = strategies[0]
+    base = config_from_args(args)
+    output = Path(args.output or "runs/compare")
+    grid = cells(strategies, seeds or [0], output)
+    configs = [cell_config(base, cell) for cell in grid]
+    for config in configs:
+        validate_plugins(config)  # every strategy's name and options, before any model loads
+    problems = load_problems(base)
+    print(f"compare: {', '.join(strategies)} x seeds {', '.join(map(str, seeds))} = {len(grid)} runs into "
+          f"{output}/\n" + plan(configs[0], len(problems)).replace("plan: ", "each: ", 1), file=sys.stderr)
+    for index, (cell, config) in enumerate(zip(grid, configs, strict=True), start=1):
+        print(f"[{index}/{len(grid)}] {cell.path.name}", file=sys.stderr)
+        verb, interrupted = run_cell(config, log=lambda msg: print(msg, file=sys.stderr))
+        print(f"[{index}/{len(grid)}] {cell.path.name}: {verb}", file=sys.stderr)
+        if interrupted:
+            print("interrupted: run the same command again to continue the grid", file=sys.stderr)
+            return 130
+    text, plot_path = write_leaderboard(grid, seeds, output)
+    print(text)
+    print(f"\nleaderboard: {output / 'leaderboard.md'} and leaderboard.json; plot: {plot_path}")
+    return 0
+
+
 def plan(config: RunConfig, problems: int) -> str:
     """What the run will do, in two lines, before any model loads."""
     k = config.evaluation.k
@@ -251,6 +286,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_flags(run_parser)
     run_parser.add_argument("--resume", type=Path, default=None, help="continue the run in this directory")
     run_parser.set_defaults(func=cmd_run)
+
+    compare_parser = commands.add_parser(
+        "compare", help="a grid of matched runs (strategies x seeds), then a leaderboard and a plot",
+        parents=[verbose])
+    add_run_flags(compare_parser)
+    compare_parser.add_argument("--seeds", default="0", help="comma-separated run seeds, e.g. 0,1,2")
+    compare_parser.set_defaults(func=cmd_compare)
 
     plugins_parser = commands.add_parser(
         "plugins", help="list registered plugins and where they come from", parents=[verbose]

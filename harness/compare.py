@@ -1,0 +1,162 @@
+"""`harness compare`: a grid of matched runs (strategies x seeds), then a leaderboard and one plot.
+
+Each cell is an ordinary run directory, `<output>/<strategy>-seed<seed>/`: a finished cell is not run again,
+an interrupted or killed one resumes from its last checkpoint, so Ctrl-C and kill -9 lose at most the step
+in progress. The untrained model is a row of its own: every cell evaluates it before training, with the
+same protocol and seed, so its row is the cells' "before" evaluations.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import fmean, pstdev
+
+from harness.config import RunConfig
+from harness.errors import ConfigError
+from harness.rundir import RunDir, read_jsonl, write_atomic, write_json
+
+# fields that differ between the cells of one grid (everything else must match, or the grid is another one)
+CELL_FIELDS = ("name", "output", "seed", "strategy", "strategy_options", "plugin_versions")
+UNTRAINED = "untrained"
+
+
+@dataclass
+class Cell:
+    strategy: str
+    seed: int
+    path: Path
+
+
+def cells(strategies: list[str], seeds: list[int], output: Path) -> list[Cell]:
+    return [Cell(strategy, seed, output / f"{strategy}-seed{seed}") for strategy in strategies for seed in seeds]
+
+
+def cell_config(base: RunConfig, cell: Cell) -> RunConfig:
+    return base.model_copy(update={"strategy": cell.strategy, "seed": cell.seed, "output": cell.path,
+                                   "name": cell.path.name, "strategy_options": dict(base.strategy_options)})
+
+
+def _shared(config: dict) -> dict:
+    return {key: value for key, value in config.items() if key not in CELL_FIELDS}
+
+
+def is_finished(run_dir: RunDir, config: RunConfig) -> bool:
+    """All steps logged and, when evaluating, the after-training evaluation written."""
+    steps = {record["step"] for record in read_jsonl(run_dir.metrics_path)}
+    if len(steps) < config.steps:
+        return False
+    return not config.evaluation.enabled or any(e["phase"] == "after" for e in read_jsonl(run_dir.eval_path))
+
+
+def run_cell(config: RunConfig, log) -> tuple[str, bool]:
+    """Run, resume or skip one cell; returns (what happened, interrupted)."""
+    from harness.loop import run
+
+    path = Path(config.output)
+    existing = RunDir(path)
+    if existing.config_path.exists() and existing.holds_work():
+        saved = existing.read_config()
+        if _shared(saved) != _shared(config.model_dump(mode="json")):
+            changed = sorted(k for k in _shared(saved) if _shared(saved)[k] != config.model_dump(mode="json").get(k))
+            raise ConfigError(f"{path} holds a run with other settings ({', '.join(changed) or 'fields'}); "
+                              "pick another --output for a different grid")
+        run_dir = RunDir.open(path)
+        config = RunConfig.model_validate(saved)
+        if is_finished(run_dir, config):
+            return "done already", False
+        verb = "resumed"
+    else:
+        run_dir = RunDir.create(path, config.model_dump(mode="json"))
+        verb = "ran"
+    started = time.perf_counter()
+    result = run(config, run_dir, log=log)
+    timing_path = path / "compare.json"
+    spent = json.loads(timing_path.read_text())["wall_seconds"] if timing_path.exists() else 0.0
+    write_json(timing_path, {"wall_seconds": spent + time.perf_counter() - started})
+    return verb, result.interrupted
+
+
+def _mean_sd(values: list[float]) -> dict[str, float | int] | None:
+    if not values:
+        return None
+    return {"mean": fmean(values), "sd": pstdev(values) if len(values) > 1 else 0.0, "n": len(values)}
+
+
+def _eval(run_dir: RunDir, phase: str) -> dict | None:
+    return next((e for e in reversed(read_jsonl(run_dir.eval_path)) if e["phase"] == phase), None)
+
+
+def _maj_key(record: dict) -> str | None:
+    return next((key for key in record if key.startswith("maj_at_")), None)
+
+
+def leaderboard(grid: list[Cell]) -> list[dict]:
+    """One row per strategy (and the untrained model): mean and spread over seeds of each figure."""
+    rows: dict[str, dict[str, list[float]]] = {}
+    for cell in grid:
+        run_dir = RunDir(cell.path)
+        before, after = _eval(run_dir, "before"), _eval(run_dir, "after")
+        metrics = read_jsonl(run_dir.metrics_path)
+        figures = rows.setdefault(cell.strategy, {})
+        if before and after:
+            maj = _maj_key(before)
+            for name, record in (("before", before), ("after", after)):
+                figures.setdefault(f"pass_at_1_{name}", []).append(record["pass_at_1"])
+                figures.setdefault(f"maj_{name}", []).append(record[maj])
+        if metrics:
+            for key in ("label_accuracy", "reward_accuracy", "majority_ratio"):
+                figures.setdefault(key, []).append(fmean(m[key] for m in metrics))
+            figures.setdefault("steps", []).append(float(len(metrics)))
+        timing = cell.path / "compare.json"
+        if timing.exists():
+            figures.setdefault("wall_seconds", []).append(json.loads(timing.read_text())["wall_seconds"])
+    untrained: dict[str, list[float]] = {}
+    seen_seeds: set[int] = set()
+    for cell in grid:  # the base model's evaluation, once per seed
+        before = _eval(RunDir(cell.path), "before")
+        if before and cell.seed not in seen_seeds:
+            seen_seeds.add(cell.seed)
+            maj = _maj_key(before)
+            for name in ("before", "after"):
+                untrained.setdefault(f"pass_at_1_{name}", []).append(before["pass_at_1"])
+                untrained.setdefault(f"maj_{name}", []).append(before[maj])
+    table = [{"strategy": UNTRAINED, **{k: _mean_sd(v) for k, v in untrained.items()}}]
+    table += [{"strategy": name, **{k: _mean_sd(v) for k, v in figures.items()}} for name, figures in rows.items()]
+    return table
+
+
+COLUMNS = (("pass_at_1_before", "pass@1 before"), ("pass_at_1_after", "pass@1 after"), ("maj_before", "maj before"),
+           ("maj_after", "maj after"), ("label_accuracy", "label acc"), ("reward_accuracy", "reward acc"),
+           ("steps", "steps"), ("wall_seconds", "wall s"))
+
+
+def markdown(table: list[dict], seeds: list[int]) -> str:
+    lines = [f"mean ± sd over seeds {', '.join(map(str, seeds))} (maj: maj@k of the evaluation)", "",
+             "| strategy | " + " | ".join(title for _, title in COLUMNS) + " |",
+             "|---" * (len(COLUMNS) + 1) + "|"]
+    for row in table:
+        cells_text = []
+        for key, _ in COLUMNS:
+            value = row.get(key)
+            if value is None:
+                cells_text.append("-")
+            elif key in ("steps", "wall_seconds"):
+                cells_text.append(f"{value['mean']:.0f}")
+            else:
+                cells_text.append(f"{value['mean']:.3f} ± {value['sd']:.3f}")
+        lines.append(f"| {row['strategy']} | " + " | ".join(cells_text) + " |")
+    return "\n".join(lines)
+
+
+def write_leaderboard(grid: list[Cell], seeds: list[int], output: Path) -> tuple[str, Path]:
+    """leaderboard.md, leaderboard.json and comparison.png in `output`; returns the markdown and the plot."""
+    from harness.compare_plot import plot_grid
+
+    table = leaderboard(grid)
+    text = markdown(table, seeds)
+    write_atomic(output / "leaderboard.md", ("# TTRL comparison\n\n" + text + "\n").encode())
+    write_json(output / "leaderboard.json", {"seeds": seeds, "rows": table})
+    return text, plot_grid(grid, output / "comparison.png")
