@@ -59,8 +59,9 @@ def run_cell(config: RunConfig, log) -> tuple[str, bool]:
     existing = RunDir(path)
     if existing.config_path.exists() and existing.holds_work():
         saved = existing.read_config()
-        if _shared(saved) != _shared(config.model_dump(mode="json")):
-            changed = sorted(k for k in _shared(saved) if _shared(saved)[k] != config.model_dump(mode="json").get(k))
+        old, new = _shared(saved), _shared(config.model_dump(mode="json"))
+        if old != new:
+            changed = sorted(key for key in old if old[key] != new.get(key))
             raise ConfigError(f"{path} holds a run with other settings ({', '.join(changed) or 'fields'}); "
                               "pick another --output for a different grid")
         run_dir = RunDir.open(path)
