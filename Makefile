@@ -1,7 +1,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test bench lint
+.PHONY: install run test test-fast bench lint
 
 $(VENV)/.installed: pyproject.toml scripts/install.sh
 	bash scripts/install.sh $(VENV)
@@ -13,6 +13,9 @@ run: install  ## the README's main job: real TTRL on the embedded model
 
 test: install  ## the README's test command (CI runs this)
 	$(BIN)/python -m pytest -q
+
+test-fast: install  ## the edit-test loop: everything but the tests marked slow (real model and engines)
+	$(BIN)/python -m pytest -q -m "not slow and not bench"
 
 bench: install
 	$(BIN)/harness bench

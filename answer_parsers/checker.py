@@ -74,15 +74,24 @@ class MathVerifyWorker:
         held the worker until the deadline), "starting" (a replacement worker was not ready by the
         deadline), "startup_failed". Anything but "ok" comes with False.
         """
+        equal, status, _ = self.compare_timed(gold, answer, timeout)
+        return equal, status
+
+    def compare_timed(self, gold: str, answer: str, timeout: float) -> tuple[bool, str, float]:
+        """compare(), plus the seconds the worker itself had for this comparison (0 when it never got it).
+
+        That can be much less than `timeout`: the wait for another thread's comparison comes out of it. A
+        "timeout" then says nothing about what the worker finds with the whole `timeout` (the cache needs this).
+        """
         timeout = max(timeout, 0.0)
         deadline = time.monotonic() + timeout
         if not self._lock.acquire(timeout=timeout):
-            return self._count(False, "busy")
+            return *self._count(False, "busy"), 0.0
         try:
             return self._compare_locked(gold, answer, deadline, timeout)
         except Exception:  # never raise to the grader: an unexpected failure is "not equivalent"
             self._kill()
-            return self._count(False, "error")
+            return *self._count(False, "error"), 0.0
         finally:
             self._lock.release()
 
@@ -92,12 +101,12 @@ class MathVerifyWorker:
             self._kill()
             self._replacement = False
 
-    def _compare_locked(self, gold: str, answer: str, deadline: float, timeout: float) -> tuple[bool, str]:
+    def _compare_locked(self, gold: str, answer: str, deadline: float, timeout: float) -> tuple[bool, str, float]:
         self._spawn()
         if not self._ready:
             started = self._ensure_ready(deadline)
             if started != "ok":
-                return self._count(False, started)
+                return *self._count(False, started), 0.0
             if not self._replacement:  # the first start-up is not the comparison's time
                 deadline = time.monotonic() + timeout
         self.stats.calls += 1
@@ -108,17 +117,17 @@ class MathVerifyWorker:
             self._process.stdin.write((json.dumps(request) + "\n").encode())
             self._process.stdin.flush()
         except OSError:  # the worker died: restart for the next call
-            return self._restart("dead")
+            return *self._restart("dead"), left
         while True:
             reply = self._read_line(deadline)
             if reply is None:  # EOF: crashed or killed for memory; else still busy at the deadline
-                return self._restart("dead" if self._eof else "killed")
+                return *self._restart("dead" if self._eof else "killed"), left
             message = _decode(reply)
             if message is None:
-                return self._restart("error")
+                return *self._restart("error"), left
             if message.get("id") == self._next_id:
                 status = str(message.get("status"))
-                return self._count(message.get("equal") is True and status == "ok", status)
+                return *self._count(message.get("equal") is True and status == "ok", status), left
 
     def _ensure_ready(self, deadline: float) -> str:
         """Wait for "ready". The first worker may take startup_timeout (so early verdicts are right); a

@@ -7,12 +7,14 @@ Order of checks (the first that decides wins):
 4. Tuples, intervals, lists and sets: element by element (lists and sets in any order).
 5. Words (3+ letters), answers over MAX_WORKER_CHARS: only the string comparison of step 2 counts.
 6. Otherwise the math-verify worker (checker.py), killed at the deadline; a timeout is "not equivalent".
-Verdicts are cached (LRU). Nothing here raises, and one call never runs much past `timeout` seconds.
+Verdicts are cached (LRU); a timeout only for later calls with no more time than the worker had for it.
+Nothing here raises, and one call never runs much past `timeout` seconds.
 """
 
 from __future__ import annotations
 
 import atexit
+import math
 import re
 import threading
 import time
@@ -32,9 +34,14 @@ CACHE_SIZE = 65536
 _WORD = re.compile(r"[A-Za-z]{3,}")
 _UNORDERED = ("", "\\{")  # a bare list "1, -2" (all solutions) or a set
 _NOT_CACHED = ("busy", "starting", "startup_failed")  # transient: the next call may well succeed
+_TIMED_OUT = ("timeout", "killed")
+_REUSE_SLACK = 1.05  # a repeat call at the same timeout has a few microseconds more or less than the first
 
 _worker = MathVerifyWorker()
-_cache: OrderedDict[tuple[str, str], bool] = OrderedDict()
+# (answer, gold) -> (verdict, the longest budget it holds for): infinite for a decided verdict; for a timeout,
+# the seconds the worker had, so that a call with more time (a larger timeout, or the whole budget where the
+# first call had waited for another thread or spent part of it on other elements) compares again.
+_cache: OrderedDict[tuple[str, str], tuple[bool, float]] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
@@ -53,7 +60,7 @@ def is_equivalent(
         if not answer_key or not gold_key:
             return False
         deadline = time.monotonic() + max(0.0, timeout)
-        return _keys_equal(answer_key, gold_key, deadline, timeout, depth=0)
+        return _keys_equal(answer_key, gold_key, deadline, depth=0)
     except Exception:  # RecursionError, MemoryError... a grader never crashes the loop
         return False
 
@@ -108,7 +115,7 @@ def _shape_of(key: str) -> tuple[Fraction | None, tuple[str, list[str], str] | N
 _shape_cached = lru_cache(maxsize=CACHE_SIZE)(_shape_of)
 
 
-def _keys_equal(answer: str, gold: str, deadline: float, timeout: float, depth: int) -> bool:
+def _keys_equal(answer: str, gold: str, deadline: float, depth: int) -> bool:
     if answer == gold:
         return True
     answer_number, answer_group = _shape(answer) if len(answer) <= MAX_WORKER_CHARS else (None, None)
@@ -116,7 +123,7 @@ def _keys_equal(answer: str, gold: str, deadline: float, timeout: float, depth: 
     if answer_number is not None and gold_number is not None:
         return answer_number == gold_number
     if answer_group is not None and gold_group is not None and depth < MAX_DEPTH:
-        verdict = _groups_equal(answer_group, gold_group, deadline, timeout, depth)
+        verdict = _groups_equal(answer_group, gold_group, deadline, depth)
         if verdict is not None:
             return verdict
     elif (answer_group is not None and gold_number is not None) or (
@@ -127,10 +134,10 @@ def _keys_equal(answer: str, gold: str, deadline: float, timeout: float, depth: 
         return False  # sympy reads "Evelyn" as E*e*l*n*v*y, equal to any anagram
     if len(answer) > MAX_WORKER_CHARS or len(gold) > MAX_WORKER_CHARS:
         return False
-    return _ask_worker(answer, gold, deadline, timeout)
+    return _ask_worker(answer, gold, deadline)
 
 
-def _groups_equal(answer_group, gold_group, deadline: float, timeout: float, depth: int) -> bool | None:
+def _groups_equal(answer_group, gold_group, deadline: float, depth: int) -> bool | None:
     """Element-wise verdict; None when the kinds differ (tuple vs set...) and math-verify should decide."""
     answer_open, answer_items, answer_close = answer_group
     gold_open, gold_items, gold_close = gold_group
@@ -143,33 +150,35 @@ def _groups_equal(answer_group, gold_group, deadline: float, timeout: float, dep
         return False  # only the string comparison counts for huge lists
     if not unordered:
         return all(
-            _keys_equal(a, g, deadline, timeout, depth + 1) and time.monotonic() < deadline
+            _keys_equal(a, g, deadline, depth + 1) and time.monotonic() < deadline
             for a, g in zip(answer_items, gold_items, strict=True)
         )
     unmatched = list(gold_items)
     for item in answer_items:
-        match = next((g for g in unmatched if _keys_equal(item, g, deadline, timeout, depth + 1)), None)
+        match = next((g for g in unmatched if _keys_equal(item, g, deadline, depth + 1)), None)
         if match is None or time.monotonic() > deadline:
             return False
         unmatched.remove(match)
     return True
 
 
-def _ask_worker(answer: str, gold: str, deadline: float, timeout: float) -> bool:
+def _ask_worker(answer: str, gold: str, deadline: float) -> bool:
     key = (answer, gold)
-    with _cache_lock:
-        if key in _cache:
-            _cache.move_to_end(key)
-            return _cache[key]
     budget = deadline - time.monotonic()
+    with _cache_lock:
+        cached = _cache.get(key)
+        if cached is not None and budget <= cached[1]:
+            _cache.move_to_end(key)
+            return cached[0]
     if budget <= 0:
         return False
-    equal, status = _worker.compare(gold, answer, budget)
-    full_budget = budget >= 0.95 * timeout
+    equal, status, worker_seconds = _worker.compare_timed(gold, answer, budget)
     small = len(answer) + len(gold) <= 2 * MAX_CACHED_CHARS
-    if small and status not in _NOT_CACHED and (status not in ("timeout", "killed") or full_budget):
+    if small and status not in _NOT_CACHED:
+        holds_for = worker_seconds * _REUSE_SLACK if status in _TIMED_OUT else math.inf
         with _cache_lock:
-            _cache[key] = equal
+            _cache[key] = (equal, holds_for)
+            _cache.move_to_end(key)
             if len(_cache) > CACHE_SIZE:
                 _cache.popitem(last=False)
     return equal

@@ -1,5 +1,7 @@
 """`arith`: seeded arithmetic problems that need no files (the default benchmark for the 135M model).
 
+By default "Compute 7 + 8.": one-digit sums, where the embedded 135M model's majority vote is right on most
+problems and a single sample on under half of them, so the votes can teach it (docs/results.md).
 One operation with `word_problems` gives a short story ("Sam has 23 apples and buys 45 more. ...");
 otherwise "Compute 23 + 45 * 12." with the usual precedence. Gold answers are exact integers as strings.
 """
@@ -40,11 +42,11 @@ class ArithOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     count: int = Field(16, ge=1, le=100_000, description="Number of problems.")
-    digits: int = Field(2, ge=1, le=12, description="Digits per operand: operands lie in [10^(d-1), 10^d).")
-    operations: str = Field("+-*", description='Operations to draw from, a subset of "+-*" (e.g. "+-").')
+    digits: int = Field(1, ge=1, le=12, description="Digits per operand: operands lie in [10^(d-1), 10^d).")
+    operations: str = Field("+", description='Operations to draw from, a subset of "+-*" (e.g. "+-*").')
     steps: int = Field(1, ge=1, le=8, description="Operations per problem (2+: a 'Compute ...' expression).")
     seed: int = Field(0, description="Random seed: the same seed gives the same problems.")
-    word_problems: bool = Field(True, description="Phrase one-step problems as a short story.")
+    word_problems: bool = Field(False, description="Phrase one-step problems as a short story.")
 
     @field_validator("operations")
     @classmethod
@@ -98,6 +100,8 @@ class Arith(Benchmark):
 
     name = "arith"
     Options: ClassVar[type[BaseModel]] = ArithOptions
+    # a short answer: the 135M model's step-by-step text overruns a short budget before it answers
+    instruction: ClassVar[str] = "Answer with only the final number in \\boxed{}."
 
     def load(self) -> list[Problem]:
         rng = random.Random(self.options.seed)

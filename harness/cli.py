@@ -40,6 +40,10 @@ def validate_plugins(config: RunConfig, kinds: tuple[str, ...] = PLUGIN_KINDS) -
         origin = plugins[kind].entry(name).origin
         versions[f"{kind}/{name}"] = f"{origin.distribution} {origin.version}".strip()
     config.plugin_versions = versions
+    if "benchmark" in kinds and config.instruction is None:
+        from harness.loop import instruction_for
+
+        config.instruction = instruction_for(config)  # config.json records the instruction the run used
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -64,10 +68,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"run directory: {run_dir.path}", file=sys.stderr)
     result = run(config, run_dir, log=lambda msg: print(msg, file=sys.stderr))
     report = write_report(run_dir)
-    from harness.report import before_after
+    from harness.report import evaluations
 
-    before, after = before_after(run_dir)
-    print(table(before, after))
+    print(table(*evaluations(run_dir)))
     print(f"\nreport: {report}")
     return 130 if result.interrupted else 0
 
@@ -116,7 +119,19 @@ def plan(config: RunConfig, problems: int) -> str:
             f"optimizer {config.optimizer}, sampler {config.sampler}\n"
             f"      {config.steps} steps x {config.problems_per_step} problems x {config.n_votes} votes "
             f"(first {config.train_samples} trained), {config.max_tokens} tokens, T={config.temperature:g}; "
-            f"{evaluation}")
+            f"{evaluation}" + _watch_plan(config))
+
+
+def _watch_plan(config: RunConfig) -> str:
+    watch = config.watch
+    if not watch.active:
+        return ""
+    parts = [f"best step by {watch.mode} {watch.metric}" + (f" over {watch.window} steps" if watch.window > 1 else "")]
+    if watch.keep_best:
+        parts.append("its policy kept and evaluated")
+    if watch.patience:
+        parts.append(f"stop after {watch.patience} steps without a new best")
+    return "\n      collapse watch: " + ", ".join(parts)
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:

@@ -44,11 +44,16 @@ def _shared(config: dict) -> dict:
 
 
 def is_finished(run_dir: RunDir, config: RunConfig) -> bool:
-    """All steps logged and, when evaluating, the after-training evaluation written."""
-    steps = {record["step"] for record in read_jsonl(run_dir.metrics_path)}
-    if len(steps) < config.steps:
-        return False
-    return not config.evaluation.enabled or any(e["phase"] == "after" for e in read_jsonl(run_dir.eval_path))
+    """Every evaluation written (the after-training one comes last, after the watch's best), or without
+    evaluation: every step logged, or the collapse watch stopped the run."""
+    from harness.watch import replay
+
+    if config.evaluation.enabled:
+        phases = {e["phase"] for e in read_jsonl(run_dir.eval_path)}
+        return "after" in phases and (not config.watch.keep_best or "best" in phases)
+    records = read_jsonl(run_dir.metrics_path)
+    stopped = config.watch.active and replay(config.watch, records).should_stop()
+    return len({record["step"] for record in records}) >= config.steps or stopped
 
 
 def run_cell(config: RunConfig, log) -> tuple[str, bool]:
@@ -99,14 +104,15 @@ def leaderboard(grid: list[Cell]) -> list[dict]:
     rows: dict[str, dict[str, list[float]]] = {}
     for cell in grid:
         run_dir = RunDir(cell.path)
-        before, after = _eval(run_dir, "before"), _eval(run_dir, "after")
+        before, after, best = (_eval(run_dir, phase) for phase in ("before", "after", "best"))
         metrics = read_jsonl(run_dir.metrics_path)
         figures = rows.setdefault(cell.strategy, {})
         if before and after:
             maj = _maj_key(before)
-            for name, record in (("before", before), ("after", after)):
-                figures.setdefault(f"pass_at_1_{name}", []).append(record["pass_at_1"])
-                figures.setdefault(f"maj_{name}", []).append(record[maj])
+            for name, record in (("before", before), ("after", after), ("best", best)):
+                if record is not None:  # "best": the collapse watch's best step (watch.keep_best)
+                    figures.setdefault(f"pass_at_1_{name}", []).append(record["pass_at_1"])
+                    figures.setdefault(f"maj_{name}", []).append(record[maj])
         if metrics:
             for key in ("label_accuracy", "reward_accuracy", "majority_ratio"):
                 figures.setdefault(key, []).append(fmean(m[key] for m in metrics))
@@ -129,18 +135,22 @@ def leaderboard(grid: list[Cell]) -> list[dict]:
     return table
 
 
-COLUMNS = (("pass_at_1_before", "pass@1 before"), ("pass_at_1_after", "pass@1 after"), ("maj_before", "maj before"),
-           ("maj_after", "maj after"), ("label_accuracy", "label acc"), ("reward_accuracy", "reward acc"),
+COLUMNS = (("pass_at_1_before", "pass@1 before"), ("pass_at_1_after", "pass@1 after"),
+           ("pass_at_1_best", "pass@1 best"), ("maj_before", "maj before"), ("maj_after", "maj after"),
+           ("maj_best", "maj best"), ("label_accuracy", "label acc"), ("reward_accuracy", "reward acc"),
            ("steps", "steps"), ("wall_seconds", "wall s"))
 
 
 def markdown(table: list[dict], seeds: list[int]) -> str:
-    lines = [f"mean ± sd over seeds {', '.join(map(str, seeds))} (maj: maj@k of the evaluation)", "",
-             "| strategy | " + " | ".join(title for _, title in COLUMNS) + " |",
-             "|---" * (len(COLUMNS) + 1) + "|"]
+    # the "best" columns only when some cell kept a best step (watch.keep_best)
+    columns = [(key, title) for key, title in COLUMNS if not key.endswith("_best") or any(key in r for r in table)]
+    lines = [f"mean ± sd over seeds {', '.join(map(str, seeds))} (maj: maj@k of the evaluation; after: the last "
+             "step's policy; best: the collapse watch's pick, label-free)", "",
+             "| strategy | " + " | ".join(title for _, title in columns) + " |",
+             "|---" * (len(columns) + 1) + "|"]
     for row in table:
         cells_text = []
-        for key, _ in COLUMNS:
+        for key, _ in columns:
             value = row.get(key)
             if value is None:
                 cells_text.append("-")

@@ -1,6 +1,7 @@
 """The comparison plot of `harness compare`: per strategy, the mean over seeds with a band from the lowest to
-the highest seed, for the evaluation's pass@1 (at every evaluation), and the rollouts' pass@1 and label
-accuracy at every step."""
+the highest seed, for the evaluation's pass@1 (at every evaluation of the training trajectory), and at every
+step the rollouts' pass@1, label and reward accuracy (against the hidden gold) and two label-free signals of
+collapse: the majority ratio and the entropy of the sampled tokens."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from pathlib import Path
 from harness.rundir import RunDir, read_jsonl
 
 PANELS = (("eval", "pass_at_1", "pass@1, evaluation (avg@k)"), ("metrics", "pass_at_1", "pass@1, rollouts"),
-          ("metrics", "label_accuracy", "label accuracy"))
+          ("metrics", "label_accuracy", "label accuracy"), ("metrics", "reward_accuracy", "reward accuracy"),
+          ("metrics", "majority_ratio", "majority ratio (label-free)"),
+          ("metrics", "entropy", "entropy, -log p per token (label-free)"))
+TRAJECTORY = ("before", "during", "after")  # the collapse watch's "best" evaluation is not a point in time
 
 
 def _series(cells, source: str, key: str) -> dict[str, dict[int, list[float]]]:
@@ -20,7 +24,7 @@ def _series(cells, source: str, key: str) -> dict[str, dict[int, list[float]]]:
         run_dir = RunDir(cell.path)
         records = read_jsonl(run_dir.eval_path if source == "eval" else run_dir.metrics_path)
         for record in records:
-            if key in record:
+            if key in record and record.get("phase", "during") in TRAJECTORY:
                 series[cell.strategy][int(record["step"])].append(float(record[key]))
     return series
 
@@ -31,7 +35,8 @@ def plot_grid(cells, target: Path) -> Path:
     matplotlib.use("Agg")  # headless: no display needed
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, len(PANELS), figsize=(4.5 * len(PANELS), 3.4))
+    figure, grid = plt.subplots(2, len(PANELS) // 2, figsize=(4.5 * len(PANELS) // 2, 6.8))
+    axes = list(grid.flat)
     for axis, (source, key, title) in zip(axes, PANELS, strict=True):
         for strategy, by_step in _series(cells, source, key).items():
             steps = sorted(by_step)

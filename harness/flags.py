@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from harness.config import RunConfig, build_config, parse_option_pairs, read_toml
+from harness.watch import WatchConfig
 
 # flag -> type, for flags that map one to one onto a RunConfig field
 SHARED_FLAGS = {"model": str, "seed": int, "benchmark": str, "limit": int, "sampler": str, "answer_parser": str,
@@ -19,7 +20,7 @@ TRAIN_FLAGS = {"name": str, "output": str, "strategy": str, "optimizer": str, "s
 RUN_FLAGS = {**SHARED_FLAGS, **TRAIN_FLAGS}
 SHARED_OPTIONS = {"benchmark_opt": "benchmark_options", "sampler_opt": "sampler_options",
                   "parser_opt": "answer_parser_options"}
-TRAIN_OPTIONS = {"strategy_opt": "strategy_options", "optimizer_opt": "optimizer_options"}
+TRAIN_OPTIONS = {"strategy_opt": "strategy_options", "optimizer_opt": "optimizer_options", "watch": "watch"}
 EVAL_FLAGS = {"eval_k": ("k", int), "eval_every": ("every", int), "eval_temperature": ("temperature", float),
               "eval_max_tokens": ("max_tokens", int)}
 PLUGIN_FLAGS = {"benchmark", "strategy", "optimizer", "sampler", "answer_parser"}  # flag name == plugin kind
@@ -40,9 +41,13 @@ def _add_flags(parser: argparse.ArgumentParser, flags: dict, options: dict) -> N
             help_text = help_text.split(" (")[0].rstrip(".") + "." + _installed(flag)
         parser.add_argument("--" + flag.replace("_", "-"), type=kind, default=None, help=help_text)
     for flag, field in options.items():
+        help_text = (f"one of the {field.replace('_', ' ')} (repeatable; `harness plugins NAME` lists a "
+                     "plugin's options)")
+        if field == "watch":
+            help_text = ("a collapse-watch setting, e.g. --watch keep_best=true --watch patience=3 (repeatable; "
+                         f"keys: {', '.join(WatchConfig.model_fields)})")
         parser.add_argument("--" + flag.replace("_", "-"), action="append", default=[], metavar="KEY=VALUE",
-                            help=f"one of the {field.replace('_', ' ')} (repeatable; `harness plugins NAME` "
-                            "lists a plugin's options)")
+                            help=help_text)
 
 
 def add_eval_flags(parser: argparse.ArgumentParser) -> None:

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
+from harness.prompts import DEFAULT_INSTRUCTION
 from harness.registry import NoOptions
 from harness.types import Completion, Group, Problem, RolloutBatch, Verdict
 
@@ -78,6 +79,8 @@ class Benchmark(ABC):
 
     name: ClassVar[str]
     Options: ClassVar[type[BaseModel]] = NoOptions
+    # appended to each problem unless the run sets its own `instruction`
+    instruction: ClassVar[str] = DEFAULT_INSTRUCTION
 
     def __init__(self, options: BaseModel) -> None:
         self.options = options

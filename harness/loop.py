@@ -27,6 +27,7 @@ from harness.plugins import get_plugins
 from harness.prompts import format_prompts
 from harness.rundir import RunDir, read_jsonl
 from harness.types import REWARD_RANGE, Problem, Rollout, RolloutBatch, Verdict
+from harness.watch import Watch, replay
 
 
 @dataclass
@@ -35,22 +36,38 @@ class RunResult:
     steps_done: int
     before: dict | None = None
     after: dict | None = None
+    best: dict | None = None  # the collapse watch's best step, evaluated (watch.keep_best)
     interrupted: bool = False
     history: list[dict] = field(default_factory=list)
 
 
+def epoch_order(count: int, epoch: int, per_step: int, seed: int) -> list[int]:
+    """Problem indices in the order epoch `epoch` visits them: a seeded permutation, except that when a step
+    straddles the end of the previous epoch, the problems that step already holds move out of its part of
+    this epoch (to just after it), so no step holds a problem twice and every epoch still visits each once."""
+    order = list(range(count))
+    random.Random(seed * 100_003).shuffle(order)
+    for later in range(1, epoch + 1):
+        previous, order = order, list(range(count))
+        random.Random(seed * 100_003 + later).shuffle(order)
+        held = (later * count) % per_step  # problems of the straddling step that come from `previous`
+        if held:
+            tail = set(previous[count - held:])
+            head = [index for index in order if index not in tail][: per_step - held]
+            order = head + [index for index in order if index not in set(head)]
+    return order
+
+
 def problems_for_step(problems: list[Problem], step: int, per_step: int, seed: int) -> list[Problem]:
-    """Deterministic schedule: epochs of seeded permutations, sliced `per_step` at a time (resume-safe)."""
-    per_step = min(per_step, len(problems))
-    start = step * per_step
-    epoch, offset = divmod(start, len(problems))
-    chosen: list[Problem] = []
-    while len(chosen) < per_step:
-        order = list(problems)
-        random.Random(seed * 100_003 + epoch).shuffle(order)
-        chosen.extend(order[offset : offset + per_step - len(chosen)])
-        epoch, offset = epoch + 1, 0
-    return chosen
+    """Deterministic schedule (resume-safe): epochs of seeded permutations, sliced `per_step` at a time; a
+    step never holds the same problem twice, also across an epoch boundary (epoch_order)."""
+    count = len(problems)
+    per_step = min(per_step, count)
+    epoch, offset = divmod(step * per_step, count)
+    chosen = epoch_order(count, epoch, per_step, seed)[offset : offset + per_step]
+    if len(chosen) < per_step:
+        chosen += epoch_order(count, epoch + 1, per_step, seed)[: per_step - len(chosen)]
+    return [problems[index] for index in chosen]
 
 
 def load_problems(config: RunConfig) -> list[Problem]:
@@ -58,10 +75,17 @@ def load_problems(config: RunConfig) -> list[Problem]:
     return problems[: config.limit] if config.limit else problems
 
 
+def instruction_for(config: RunConfig) -> str:
+    """The run's instruction, or its benchmark's own when the run names none."""
+    if config.instruction is not None:
+        return config.instruction
+    return get_plugins()["benchmark"].get(config.benchmark).instruction
+
+
 def model_prompts(config: RunConfig, model_path: str, problems: list[Problem]) -> list[str]:
     """Chat-formatted prompts; a tokenizer that cannot load (a wrong or uncached hub id) is a ConfigError."""
     try:
-        return format_prompts(model_path, problems, config.instruction)
+        return format_prompts(model_path, problems, instruction_for(config))
     except OSError as error:
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise ConfigError(f"--model {config.model!r}: cannot load its tokenizer ({first}); use an embedded "
@@ -129,10 +153,9 @@ def open_engines(config: RunConfig, model_path: str) -> Engines:
     return Engines(parser, strategy, optimizer, sampler)
 
 
-def ttrl_step(engines: Engines, config: RunConfig, step: int, problems: list[Problem], prompts: list[str]) -> dict:
-    """One TTRL iteration on `problems`; returns the step's record (diagnostics, train stats, phase seconds)."""
-    timer = PhaseTimer()
-
+def collect(engines: Engines, config: RunConfig, step: int, problems: list[Problem], prompts: list[str],
+            timer: PhaseTimer) -> tuple[RolloutBatch, dict]:
+    """Sample, extract, label and reward one step's problems: its rollouts and its record so far."""
     # sample: n_votes answers per problem from the current policy
     with timer("sample"):
         outputs = engines.sampler.generate(prompts, SamplingParams(
@@ -150,19 +173,40 @@ def ttrl_step(engines: Engines, config: RunConfig, step: int, problems: list[Pro
         diagnostics = aggregate([problem_diagnostics(g, v, c, p.answer) for g, v, c, p in
                                  zip(groups, verdicts, correct, problems, strict=True)])
 
+    lengths = [len(c.token_ids) for group in groups for c in group.completions]
+    record = {"step": step, **diagnostics, "response_length": sum(lengths) / len(lengths),
+              "sampled_tokens": sum(lengths)}
+    return RolloutBatch(to_rollouts(groups, verdicts, config.train_samples)), record
+
+
+def learn(engines: Engines, batch: RolloutBatch, timer: PhaseTimer) -> dict:
+    """Optimize on the step's rollouts, then sync the sampler; the train figures for the record."""
     # optimize: one GRPO (or other) update on the first n_train samples of each labeled problem
     with timer("optimize"):
-        batch = RolloutBatch(to_rollouts(groups, verdicts, config.train_samples))
         train_stats = engines.optimizer.step(batch) if len(batch) else {"skipped": 1.0}
 
     # sync: the sampler gets the new weights in memory (nothing changed if every problem abstained)
     with timer("sync"):
         if len(batch):
             engines.sampler.load_weights(engines.optimizer.named_weights())
+    return {f"train/{k}": v for k, v in train_stats.items()}
 
-    lengths = [len(c.token_ids) for group in groups for c in group.completions]
-    return {"step": step, **diagnostics, "response_length": sum(lengths) / len(lengths),
-            "sampled_tokens": sum(lengths), **{f"train/{k}": v for k, v in train_stats.items()}, **timer.seconds}
+
+def ttrl_step(engines: Engines, config: RunConfig, step: int, problems: list[Problem], prompts: list[str],
+              watch: Watch | None = None, run_dir: RunDir | None = None) -> dict:
+    """One TTRL iteration on `problems`; returns the step's record (diagnostics, train stats, phase seconds).
+    With a collapse watch that keeps the best policy, a new best step saves the policy that sampled it."""
+    timer = PhaseTimer()
+    batch, record = collect(engines, config, step, problems, prompts, timer)
+    if watch is not None and watch.observe(record) and watch.config.keep_best and run_dir is not None:
+        with timer("keep_best"):
+            run_dir.save_best(step, dict(engines.optimizer.named_weights()), best_info(watch))
+    record.update(learn(engines, batch, timer))
+    return {**record, **timer.seconds}
+
+
+def best_info(watch: Watch) -> dict:
+    return {"metric": watch.config.metric, "mode": watch.config.mode, "value": watch.best_value}
 
 
 def run(config: RunConfig, run_dir: RunDir, log=print) -> RunResult:
@@ -179,6 +223,9 @@ def run(config: RunConfig, run_dir: RunDir, log=print) -> RunResult:
     result = RunResult(run_dir.path, 0)
     start_step = resume_state(run_dir, checkpoint, engines, log)
     del checkpoint  # ~1.6 GB for the 135M model: not kept for the whole run
+    watch = replay(config.watch, read_jsonl(run_dir.metrics_path)) if config.watch.active else None
+    if watch is not None:
+        run_dir.settle_best(watch.best_step, best_info(watch))  # drop what a discarded step kept
 
     def run_eval(phase: str, step: int) -> dict:
         scores = evaluate(engines.sampler, engines.parser, problems, [prompts_by_id[p.id] for p in problems],
@@ -193,8 +240,12 @@ def run(config: RunConfig, run_dir: RunDir, log=print) -> RunResult:
         bar = tqdm(range(start_step, config.steps), desc="TTRL steps", unit="step", initial=start_step,
                    total=config.steps)
         for step in bar:
+            if watch is not None and watch.should_stop():
+                log(watch.stop_message())
+                break
             batch_problems = problems_for_step(problems, step, config.problems_per_step, config.seed)
-            record = ttrl_step(engines, config, step, batch_problems, [prompts_by_id[p.id] for p in batch_problems])
+            record = ttrl_step(engines, config, step, batch_problems, [prompts_by_id[p.id] for p in batch_problems],
+                               watch, run_dir)
             interrupts.check()  # a Ctrl-C during the step discards it, even if Python swallowed it
 
             # log
@@ -202,24 +253,43 @@ def run(config: RunConfig, run_dir: RunDir, log=print) -> RunResult:
             result.history.append(record)
             bar.set_postfix(label_acc=f"{record['label_accuracy']:.2f}", pass1=f"{record['pass_at_1']:.3f}")
 
-            # evaluate every K steps, then checkpoint (the checkpoint marks the step as done)
+            # evaluate every K steps, then checkpoint (the checkpoint marks the step as done); a run the watch
+            # stops checkpoints at once, so that its resume finds it finished
+            stopping = watch is not None and watch.should_stop()
             if config.evaluation.enabled and config.evaluation.every and (step + 1) % config.evaluation.every == 0 \
                     and step + 1 < config.steps:
                 run_eval("during", step + 1)
-            if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
+            if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps or stopping:
                 trace("checkpoint")
                 run_dir.save_checkpoint(step + 1, checkpoint_state(engines))
+                if watch is not None:
+                    run_dir.settle_best(watch.best_step, best_info(watch))
             result.steps_done = step + 1
             interrupts.check()
-        finished = any(e["phase"] == "after" for e in read_jsonl(run_dir.eval_path))
-        if config.evaluation.enabled and not finished:  # resuming a finished run does not evaluate twice
-            result.after = run_eval("after", config.steps)
+        evals = read_jsonl(run_dir.eval_path)
+        last_step = result.steps_done or start_step
+        if config.evaluation.enabled and not any(e["phase"] == "after" for e in evals):
+            result.after = run_eval("after", last_step)  # resuming a finished run does not evaluate twice
+        if config.evaluation.enabled and watch is not None and config.watch.keep_best \
+                and not any(e["phase"] == "best" for e in evals):
+            result.best = evaluate_best(engines, run_dir, run_eval, log)
     except KeyboardInterrupt:
         result.interrupted = True
         log(f"interrupted: the last checkpoint is kept; continue with: harness run --resume {run_dir.path}")
     finally:
         engines.close()
     return result
+
+
+def evaluate_best(engines: Engines, run_dir: RunDir, run_eval, log) -> dict | None:
+    """Evaluate the policy the collapse watch kept (the last weights stay in the optimizer)."""
+    info = run_dir.best_info()
+    if info is None:
+        log("collapse watch: no step reported the watched figure, so there is no best step to evaluate")
+        return None
+    engines.sampler.load_weights(run_dir.load_best().items())
+    log(f"collapse watch: best step {info['step']} by {info['metric']} ({info['mode']}) = {info['value']:.3f}")
+    return run_eval("best", info["step"])
 
 
 def checkpoint_state(engines: Engines) -> dict:

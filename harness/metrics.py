@@ -43,6 +43,11 @@ def problem_diagnostics(group: Group, verdict: Verdict, correct: Sequence[bool],
         "mean_reward": fmean(verdict.rewards),
         "abstained": float(verdict.abstained),
         "no_answer_rate": fmean(float(a is None) for a in group.answers),
+        # collapse watch, label-free: how many different answers, how sure the policy is of its tokens
+        # (mean -log p of the sampled tokens: an estimate of the per-token entropy), how many hit max_tokens
+        "distinct_answers": float(len(group.cluster_answers)),
+        "entropy": fmean(_token_nll(c.logprobs) for c in group.completions),
+        "truncated": fmean(float(c.finish_reason == "length") for c in group.completions),
         **{f"strategy/{key}": float(value) for key, value in verdict.info.items()},
     }
 
@@ -57,7 +62,17 @@ LOGGED_NAMES = {
     "mean_reward": "mean_reward",
     "abstained": "abstain_rate",
     "no_answer_rate": "no_answer_rate",
+    "distinct_answers": "distinct_answers",
+    "entropy": "entropy",
+    "truncated": "truncation_rate",
 }
+# Figures a rule may act on without seeing the gold (early stopping, choosing the best checkpoint).
+LABEL_FREE = ("majority_ratio", "distinct_answers", "entropy", "truncation_rate", "response_length",
+              "mean_reward", "abstain_rate", "no_answer_rate")
+
+
+def _token_nll(logprobs: Sequence[float]) -> float:
+    return -fmean(logprobs) if logprobs else 0.0
 
 
 def aggregate(rows: Sequence[dict]) -> dict[str, float]:

@@ -16,7 +16,6 @@ import os
 import re
 import sys
 from dataclasses import dataclass
-from functools import cache
 
 import pluggy
 
@@ -139,7 +138,14 @@ class Plugins:
         self._collect()
 
     def _collect(self) -> None:
-        """Call every hook, plugin by plugin; a plugin whose hook raises is dropped from every kind."""
+        """Call every hook, plugin by plugin. A plugin whose hook raises is dropped and every registry is built
+        again without it: what it registered before raising (in this kind or an earlier one) must not stay,
+        least of all a name clash, which would block the other plugin's name (a built-in's too)."""
+        while not self._collect_once():
+            pass  # each pass that fails unregisters one plugin, so this ends
+
+    def _collect_once(self) -> bool:
+        """One pass over every hook into fresh registries; False as soon as a plugin is dropped."""
         hint = f" (only the plugins named in {ALLOWLIST_ENV}={self.allowlist!r} were loaded)" \
             if self.allowlist is not None else ""
         self.registries = {kind: Registry(kind.replace("_", " "), interface, hint)
@@ -148,10 +154,12 @@ class Plugins:
             caller = getattr(self.manager.hook, hook_name)
             order = list(dict.fromkeys(impl.plugin_name for impl in reversed(caller.get_hookimpls())))
             for plugin_name in order:
-                if plugin_name in self.origins:
-                    self._call_one(kind, hook_name, plugin_name)
+                if plugin_name in self.origins and not self._call_one(kind, hook_name, plugin_name):
+                    return False
+        return True
 
-    def _call_one(self, kind: str, hook_name: str, plugin_name: str) -> None:
+    def _call_one(self, kind: str, hook_name: str, plugin_name: str) -> bool:
+        """Call one plugin's hook; False when it raised (it is then listed as failed and unregistered)."""
         origin = self.origins[plugin_name]
         others = [p for name, p in self.manager.list_name_plugin() if name != plugin_name]
         registry = self.registries[kind]
@@ -165,17 +173,31 @@ class Plugins:
             self._fail(origin, f"{hook_name} raised {type(error).__name__}: {error}")
             self.origins.pop(plugin_name)
             self.manager.unregister(name=plugin_name)
-            for each in self.registries.values():
-                each.remove_origin(plugin_name)
+            return False
+        return True
 
     def __getitem__(self, kind: str) -> Registry:
         return self.registries[kind]
 
 
-@cache
+_current: Plugins | None = None  # the process-wide set; None: load it on the next get_plugins()
+
+
 def get_plugins() -> Plugins:
-    """The process-wide plugin set (loaded once)."""
-    return Plugins()
+    """The process-wide plugin set (loaded once, on first use)."""
+    global _current
+    if _current is None:
+        _current = Plugins()
+    return _current
+
+
+def use_plugins(plugins: Plugins | None) -> Plugins | None:
+    """Make `plugins` the set get_plugins() returns, or with None forget it so that the next call loads
+    afresh; returns the set it replaced. Tests use it to give each test the built-ins only, whatever this
+    environment has installed (tests/conftest.py)."""
+    global _current
+    previous, _current = _current, plugins
+    return previous
 
 
 def registry(kind: str) -> Registry:

@@ -6,6 +6,9 @@ from functools import cache
 
 from harness.types import Problem
 
+# The paper's instruction (TTRL's official scripts); a benchmark may name its own (Benchmark.instruction).
+DEFAULT_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+
 
 @cache
 def _tokenizer(model_path: str):

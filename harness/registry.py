@@ -98,11 +98,6 @@ class Registry:
         if not isinstance(name, str) or not name:
             raise PluginError(f"{where}: class {cls.__qualname__} has no `name` string attribute")
 
-    def remove_origin(self, plugin: str) -> None:
-        """Drop everything one plugin registered (its hook failed part-way)."""
-        for name in [n for n, e in self._entries.items() if e.origin.plugin == plugin]:
-            del self._entries[name]
-
     def names(self) -> list[str]:
         """Names a run can use (a clashing name is not among them)."""
         return sorted(self._entries)

@@ -6,30 +6,41 @@ from pathlib import Path
 
 from harness.rundir import RunDir, read_jsonl, write_atomic
 
-PLOTS = (
+PLOTS = (  # the first row reads the hidden gold; the second is what a user without labels can watch
     ("pass_at_1", "pass@1 (rollouts, vs gold)"),
     ("label_accuracy", "label accuracy"),
     ("reward_accuracy", "reward accuracy"),
+    ("majority_ratio", "majority ratio"),
+    ("distinct_answers", "distinct answers per problem"),
+    ("entropy", "entropy (-log p per token)"),
     ("response_length", "response length (tokens)"),
+    ("truncation_rate", "share cut at max_tokens"),
 )
 
 
-def before_after(run_dir: RunDir) -> tuple[dict | None, dict | None]:
+def evaluations(run_dir: RunDir) -> tuple[dict | None, dict | None, dict | None]:
+    """The evaluations before training, after the last step, and of the collapse watch's best step."""
     evals = read_jsonl(run_dir.eval_path)
     before = next((e for e in evals if e["phase"] == "before"), None)
     after = next((e for e in reversed(evals) if e["phase"] == "after"), None)
-    return before, after
+    best = next((e for e in reversed(evals) if e["phase"] == "best"), None)
+    return before, after, best
 
 
-def table(before: dict | None, after: dict | None) -> str:
-    """A markdown table of every evaluation figure, before vs after training."""
+def table(before: dict | None, after: dict | None, best: dict | None = None) -> str:
+    """A markdown table of every evaluation figure: before training, after its last step (and, with the
+    collapse watch's keep_best, the best step's policy; which one to report is the reader's call, so both)."""
     keys = [k for k in (before or after or {}) if k not in ("step", "phase", "problems")]
-    lines = ["| metric | before | after | change |", "|---|---|---|---|"]
+    best_title = f" | best (step {best['step']})" if best else ""
+    after_title = f"after (step {after['step']})" if after else "after"
+    header = f"| metric | before | {after_title} | change{best_title} |"
+    lines = [header, "|---" * header.count(" | ") + "|---|"]
     for key in keys:
         b = before.get(key) if before else None
         a = after.get(key) if after else None
         change = f"{a - b:+.3f}" if a is not None and b is not None else ""
-        lines.append(f"| {key} | {_fmt(b)} | {_fmt(a)} | {change} |")
+        extra = f" | {_fmt(best.get(key))}" if best else ""
+        lines.append(f"| {key} | {_fmt(b)} | {_fmt(a)} | {change}{extra} |")
     return "\n".join(lines)
 
 
@@ -41,14 +52,14 @@ def write_report(run_dir: RunDir) -> Path:
     """Write report.md (and plots.png when matplotlib is available); return the report's path."""
     config = run_dir.read_config()
     metrics = read_jsonl(run_dir.metrics_path)
-    before, after = before_after(run_dir)
+    before, after, best = evaluations(run_dir)
     plot_name = _plot(run_dir, metrics)
     parts = [
         f"# TTRL run `{run_dir.path.name}`",
         f"model `{config['model']}`, benchmark `{config['benchmark']}`, strategy `{config['strategy']}`, "
         f"optimizer `{config['optimizer']}`, {len(metrics)} steps",
         "## Evaluation before and after training",
-        table(before, after),
+        table(before, after, best),
     ]
     if metrics:
         last = metrics[-1]
@@ -70,9 +81,9 @@ def _plot(run_dir: RunDir, metrics: list[dict]) -> str | None:
     import matplotlib.pyplot as plt
 
     steps = [m["step"] for m in metrics]
-    figure, axes = plt.subplots(1, len(PLOTS), figsize=(4 * len(PLOTS), 3.2))
-    for axis, (key, title) in zip(axes, PLOTS, strict=True):
-        axis.plot(steps, [m.get(key) for m in metrics], marker="o")
+    figure, grid = plt.subplots(2, len(PLOTS) // 2, figsize=(4 * len(PLOTS) // 2, 6.4))
+    for axis, (key, title) in zip(grid.flat, PLOTS, strict=True):
+        axis.plot(steps, [m.get(key, float("nan")) for m in metrics], marker="o")  # older runs lack some
         axis.set_title(title)
         axis.set_xlabel("step")
     figure.tight_layout()

@@ -14,13 +14,18 @@ from harness.errors import HarnessError
 
 CHECKPOINT_META = "checkpoint.json"
 MIN_FREE_BYTES = 2 * 1024**3  # a 135M-parameter checkpoint with AdamW state is ~1.6 GB
+_UMASK = os.umask(0)
+os.umask(_UMASK)  # read once at import (os.umask can only be read by setting it)
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, then rename over the target."""
+    """Write to a temp file in the same folder, fsync, then rename over the target. The file gets the mode
+    a plain open() would give it (the target's, else 0666 minus the umask), not mkstemp's private 0600."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_UMASK
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -58,6 +63,7 @@ class RunDir:
         self.metrics_path = self.path / "metrics.jsonl"
         self.eval_path = self.path / "eval.jsonl"
         self.checkpoint_dir = self.path / "checkpoint"
+        self.best_dir = self.path / "best"
 
     @classmethod
     def create(cls, path: Path, config: dict) -> RunDir:
@@ -135,6 +141,48 @@ class RunDir:
                                                             "sha256": sha256_of(target)})
         for old in self.checkpoint_dir.glob("state-*.pt*"):
             if old.name != target.name:
+                old.unlink(missing_ok=True)
+
+    # best/: the policy of the collapse watch's best step (policy-<step>.pt) and best.json naming it. Older
+    # files are pruned only once a checkpoint lies past them, so a resume can always point back at the best
+    # step among the steps it keeps.
+    def save_best(self, step: int, weights: dict, info: dict) -> None:
+        import torch
+
+        self.best_dir.mkdir(parents=True, exist_ok=True)
+        target = self.best_dir / f"policy-{step:06d}.pt"
+        tmp = target.with_suffix(".pt.partial")
+        torch.save({name: tensor.detach().clone() for name, tensor in weights.items()}, tmp)
+        with tmp.open("rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+        write_json(self.best_dir / "best.json", {"step": step, "file": target.name, **info})
+
+    def best_info(self) -> dict | None:
+        path = self.best_dir / "best.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def load_best(self) -> dict:
+        import torch
+
+        info = self.best_info()
+        if info is None or not (self.best_dir / info["file"]).is_file():
+            raise HarnessError(f"{self.best_dir}: the best step's policy is missing; rerun without keep_best "
+                               "or start the run again")
+        return torch.load(self.best_dir / info["file"], map_location="cpu", weights_only=True)
+
+    def settle_best(self, best_step: int | None, info: dict) -> None:
+        """At a checkpoint or a resume: keep only the policy of `best_step` (the best among the steps the
+        checkpoint holds) and point best.json at it; files of other steps are no longer needed."""
+        if not self.best_dir.is_dir():
+            return
+        keep = f"policy-{best_step:06d}.pt" if best_step is not None else None
+        if keep and (self.best_dir / keep).is_file():
+            write_json(self.best_dir / "best.json", {"step": best_step, "file": keep, **info})
+        else:
+            (self.best_dir / "best.json").unlink(missing_ok=True)
+        for old in self.best_dir.glob("policy-*.pt*"):
+            if old.name != keep:
                 old.unlink(missing_ok=True)
 
     def load_checkpoint(self) -> tuple[int, dict] | None:

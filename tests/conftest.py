@@ -1,14 +1,22 @@
-"""Shared fixtures: the real data folder beside the checkout, and a clean plugin set per test."""
+"""Shared fixtures: the real data folder beside the checkout, a clean plugin set per test, and throwaway
+virtual environments for tests that install a plugin package."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import sysconfig
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from harness.plugins import Plugins, use_plugins
+
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("HARNESS_DATA_DIR") or REPO.parent / "shared" / "data")
+LIVE_SITE_PACKAGES = Path(sysconfig.get_paths()["purelib"])  # the venv the tests run in
 
 
 @pytest.fixture(scope="session")
@@ -23,3 +31,34 @@ def data_dir() -> Path:
 def _data_env():
     os.environ.setdefault("HARNESS_DATA_DIR", str(DATA_DIR))
     yield
+
+
+@pytest.fixture(autouse=True)
+def builtin_plugins() -> Iterator[Plugins]:
+    """Every test sees the built-in plugins only, as the process-wide get_plugins() set: whatever plugin
+    packages this venv holds, and whatever an earlier test registered, do not leak in (get_plugins() is
+    loaded once per process). A test adds its own plugin objects with `builtin_plugins.register(obj, name)`:
+    code that calls get_plugins() sees them, and the next test gets a fresh set."""
+    clean = Plugins(load_entry_points=False)  # about 2 ms once the built-in modules are imported
+    use_plugins(clean)
+    yield clean
+    use_plugins(None)  # forget it: code run after the tests loads afresh, entry points included
+
+
+def throwaway_venv(folder: Path) -> Path:
+    """A venv in `folder` that sees every package of the live venv (harness, pip, setuptools, torch) but
+    installs into itself, so a test's `pip install` leaves the live venv unchanged. Returns its python.
+
+    `--system-site-packages` would not do: a venv made from a venv gets the base interpreter's site-packages,
+    not the live venv's. A .pth line that calls site.addsitedir adds the live venv's site-packages with its
+    own .pth files processed (the editable harness install is one), after the throwaway venv's own."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True, timeout=120)
+    python = folder / "bin" / "python"
+    own = folder / LIVE_SITE_PACKAGES.relative_to(sys.prefix)  # same interpreter, same lib/pythonX.Y layout
+    (own / "_live_venv.pth").write_text(f"import site; site.addsitedir({str(LIVE_SITE_PACKAGES)!r})\n")
+    return python
+
+
+def live_distributions() -> set[str]:
+    """What the live venv has installed, by its site-packages' entries (dist-info folders, .pth files)."""
+    return {path.name for path in LIVE_SITE_PACKAGES.iterdir()}

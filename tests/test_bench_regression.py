@@ -1,5 +1,6 @@
 """The CI regression benchmark: every CI run measures `harness bench --quick` and compares it with the
-committed baseline (harness/perf/baseline.json); refresh that file as docs/performance.md says."""
+committed baseline of this host's CPU kind (harness/perf/baseline*.json, else baseline.json); refresh those
+files as docs/performance.md says."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sys
 
 import pytest
 
-from harness.perf.cli import BASELINE
+from harness.perf.cli import committed_baseline
 from harness.perf.compare import load
 from tests.conftest import REPO
 
@@ -26,12 +27,12 @@ CI_RETRIES = "1"
 
 @pytest.mark.slow
 def test_quick_bench_has_not_regressed_against_the_committed_baseline(tmp_path):
-    """`harness bench --quick --compare baseline.json --max-regression 40% --retries 1` exits 0; every
+    """`harness bench --quick --compare <this CPU's baseline> --max-regression 40% --retries 1` exits 0; every
     figure of the baseline is measured again (none goes missing) and the diff table is printed."""
-    out = tmp_path / "bench.json"
+    out, baseline = tmp_path / "bench.json", committed_baseline()
     env = {**os.environ, "TTRL_HARNESS_PLUGINS": ""}
     done = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "bench", "--quick", "--compare", str(BASELINE),
+        [sys.executable, "-m", "harness.cli", "bench", "--quick", "--compare", str(baseline),
          "--max-regression", CI_MAX_REGRESSION, "--retries", CI_RETRIES, "--json-out", str(out)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=1500,
     )
@@ -40,5 +41,5 @@ def test_quick_bench_has_not_regressed_against_the_committed_baseline(tmp_path):
     failure = f"bench regressed beyond {CI_MAX_REGRESSION} (or failed):\n{table}\n{done.stderr[-3000:]}"
     assert done.returncode == 0, failure
     measured = json.loads(out.read_text())["figures"]
-    assert {f.name for f in load(BASELINE).figures} <= set(measured), "a baseline figure was not measured"
+    assert {f.name for f in load(baseline).figures} <= set(measured), "a baseline figure was not measured"
     assert "REGRESSED" not in table and "missing now" not in table

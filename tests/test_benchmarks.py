@@ -215,7 +215,8 @@ def test_arith_is_deterministic_per_seed():
     "options",
     [
         {},
-        {"count": 200, "digits": 3, "operations": "-", "seed": 3},
+        {"count": 200, "digits": 3, "operations": "-", "seed": 3, "word_problems": True},
+        {"count": 100, "digits": 2, "operations": "+-*", "word_problems": True},
         {"count": 100, "steps": 3, "seed": 5},
         {"count": 100, "word_problems": False, "digits": 1, "operations": "*+"},
     ],
@@ -223,7 +224,7 @@ def test_arith_is_deterministic_per_seed():
 def test_arith_answers_are_correct(options):
     """Every gold equals an independent evaluation of the prompt; story answers are never negative."""
     problems = load(Arith, **options)
-    digits = options.get("digits", 2)
+    digits = options.get("digits", 1)
     for problem in problems:
         numbers = [int(n) for n in re.findall(r"\d+", problem.prompt)]
         assert all(10 ** (digits - 1) <= n < 10**digits for n in numbers), problem.prompt
@@ -234,7 +235,7 @@ def test_arith_answers_are_correct(options):
             assert int(problem.answer) == story_answer(problem.prompt) >= 0
         assert problem.answer == str(int(problem.answer))
     used = {op for p in problems for op in re.findall(r" ([-+*]) ", p.metadata["expression"])}
-    assert used == set(options.get("operations", "+-*"))
+    assert used == set(options.get("operations", "+"))
 
 
 def test_arith_options_are_validated():

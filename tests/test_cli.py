@@ -87,7 +87,7 @@ def test_plugins_name_prints_its_options_and_a_typo_suggests():
     done = harness("plugins", "grpo")
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("optimizer 'grpo' from ttrl-harness")
-    assert "  lr: float, default 5e-06\n      Peak AdamW learning rate" in done.stdout
+    assert "  lr: float, default 3e-05\n      Peak AdamW learning rate" in done.stdout
     assert "  path: str, required\n" in harness("plugins", "file").stdout
     typo = harness("plugins", "majorty")
     assert typo.returncode == 2
@@ -125,6 +125,6 @@ def test_a_run_is_quiet_by_default_and_verbose_shows_the_engines(tmp_path):
     assert not [line for line in lines if "INFO" in line or "WARNING" in line or "Warning" in line], lines
     text_lines = [line for line in lines if not line.startswith("TTRL steps:")]  # each bar redraw reads as a line
     assert len(text_lines) == 5, text_lines  # plan (2), run directory, eval before, eval after
-    assert "| metric | before | after | change |" in quiet.stdout
+    assert "| metric | before | after (step 1) | change |" in quiet.stdout
     verbose = harness(*tiny, "--verbose", "--output", str(tmp_path / "verbose"))
     assert verbose.returncode == 0 and "INFO" in verbose.stderr

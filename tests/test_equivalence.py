@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from harness.answer_parsers import equivalence
 from harness.answer_parsers.equivalence import canonical, is_equivalent, shutdown, worker_stats
+from harness.answer_parsers.normalize import split_group
 
 EQUAL = [
     ("25", "025"),
@@ -156,32 +158,135 @@ def test_worker_from_another_thread():
     assert results == [True]
 
 
-def test_timeout_argument_bounds_a_slow_comparison():
-    """A comparison sympy cannot finish returns False within about the timeout."""
+def slow_equal_pair(letters: str, power: int = 14) -> tuple[str, str]:
+    """Two forms of (a+b+c+d)^power: equal, but sympy needs seconds to simplify their difference.
+
+    Measured in this worker: power 14 takes 1.3 s on an idle 2-core machine and 3-4.5 s on a loaded one;
+    power 16 about twice that. Each test takes its own letters: once the worker has compared a pair, sympy's
+    caches inside it make the same pair fast, and it would no longer time out.
+    """
+    a, b, c, d = letters
+    return f"({a}+{b}+{c}+{d})^{{{power}}}", f"(({a}+{b})^2+2({a}+{b})({c}+{d})+({c}+{d})^2)^{{{power // 2}}}"
+
+
+def test_equal_but_slow_pair_times_out_within_the_bound() -> None:
+    """An equal pair sympy cannot finish in time is False by timeout: within the bound, counted as "timeout"."""
+    answer, gold = slow_equal_pair("abcd")
+    before = worker_stats()
+    timeouts, soft_timeouts = before.statuses.get("timeout", 0), before.soft_timeouts
     started = time.perf_counter()
-    assert not is_equivalent("(1+x)^{99999}", "(x+1)^{99998}(1+x)+1", timeout=1.0)
-    assert time.perf_counter() - started < 2.5
+    assert not is_equivalent(answer, gold, timeout=0.3)
+    assert time.perf_counter() - started < 0.3 + 1.0
+    assert worker_stats().statuses.get("timeout", 0) == timeouts + 1  # the worker's own timer interrupted sympy
+    assert worker_stats().soft_timeouts == soft_timeouts + 1
+
+
+def test_timeout_is_reused_only_by_calls_with_no_more_time() -> None:
+    """A timed-out pair is not compared again at the same timeout (the cache saves the wait), but a call
+    with more time compares for real and gets the true verdict instead of the cached timeout."""
+    answer, gold = slow_equal_pair("pqrs")
+    assert not is_equivalent(answer, gold, timeout=0.3)
+    calls = worker_stats().calls
+    started = time.perf_counter()
+    assert not is_equivalent(answer, gold, timeout=0.3)
+    assert worker_stats().calls == calls and time.perf_counter() - started < 0.1
+    assert is_equivalent(answer, gold, timeout=60.0)
+    assert worker_stats().calls == calls + 1
+
+
+def test_timeout_after_waiting_for_the_worker_is_not_reused() -> None:
+    """A call that spent most of its budget waiting for another thread's comparison times out with little
+    time in the worker; the same call later, with the worker free, must compare again, not reuse that."""
+    answer, gold = slow_equal_pair("uvwz")
+    held = slow_equal_pair("fghk", power=24)
+    holder = threading.Thread(target=is_equivalent, args=held, kwargs={"timeout": 1.4})
+    calls = worker_stats().calls
+    soft_timeouts = worker_stats().soft_timeouts
+    holder.start()  # holds the worker about 1.12 s (its soft timer), a power-24 pair takes far longer
+    while worker_stats().calls == calls:  # wait until the holder's request is in the worker
+        time.sleep(0.005)
+    # 1.5 s budget, about 1.1 s of it waiting: the worker gets about 0.4 s for a pair that takes over 1 s
+    assert not is_equivalent(answer, gold, timeout=1.5)
+    holder.join(timeout=30)
+    assert worker_stats().soft_timeouts == soft_timeouts + 2, worker_stats()  # both timed out in the worker
+    calls = worker_stats().calls
+    is_equivalent(answer, gold, timeout=1.5)  # the same budget, all of it in the worker now
+    assert worker_stats().calls == calls + 1, "a timeout after a wait for the worker was reused"
+    assert is_equivalent(answer, gold, timeout=60.0)
 
 
 _LATEX_PIECES = st.sampled_from(
     ["1", "2", "x", "y", "+", "-", "^", "_", "{", "}", "(", ")", ",", "\\frac", "\\sqrt", "\\pi", "\\infty",
      "\\left(", "\\right)", "\\text{", "=", ".", "0", "9", "\\cdot", "!", "\\{", "\\}", "[", "]", " ", "i"]
 )
+# Independent random answers are almost never equal, so symmetry would mostly compare False with False. Half
+# of the pairs are an answer and a rewrite of it: different keys, often the same value, the worker decides.
+_REWRITES = st.sampled_from(["{@}", "(@)", "@+0", "0+@", "1\\cdot @", "\\left(@\\right)", "$@$", "{{@}}", "@^{1}"])
+_RELATION = re.compile(r"[=<>≤≥≠]|\\(?:leq|geq|neq|ne|lt|gt|in)(?![A-Za-z])")
+_UNDECIDED = ("timeout", "killed", "busy", "starting", "startup_failed", "dead")
+BOUND = 2.5  # seconds for a call with timeout=1.0: the timeout, a worker round trip, a loaded machine
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.lists(_LATEX_PIECES, max_size=14).map("".join), st.lists(_LATEX_PIECES, max_size=14).map("".join))
-def test_random_latex_never_raises_and_is_bounded(answer, gold):
-    """Random LaTeX soup: a bool, within the time bound, never an exception."""
-    started = time.perf_counter()
-    assert is_equivalent(answer, gold, timeout=1.0) in (True, False)
-    assert time.perf_counter() - started < 2.5
+def pairs_of(answers: st.SearchStrategy[str]) -> st.SearchStrategy[tuple[str, str]]:
+    rewritten = st.tuples(answers, _REWRITES).map(lambda drawn: (drawn[0], drawn[1].replace("@", drawn[0])))
+    return st.one_of(st.tuples(answers, answers), rewritten)
+
+
+def group_kind(answer: str) -> str:
+    """"ordered" (tuple, interval), "unordered" (bare list, set) or "single", as the grader splits the key."""
+    group = split_group(canonical(answer))
+    if group is None:
+        return "single"
+    return "unordered" if group[0] in ("", "\\{") else "ordered"
+
+
+def order_matters(answer: str, gold: str) -> bool:
+    """Where math-verify reads gold and answer differently by design, so that swapping them may flip the verdict.
+
+    Relations: an answer "x+1=3" counts as its right side 3 for the gold 3, while a gold equation is never
+    cut down to a number; a gold "x<2" accepts the answer "(-\\infty,2)", a gold "(-\\infty,2)" rejects the
+    answer "x<2". Groups of two kinds: a tuple gold needs its order, a set or list gold does not, so "(3,1,2)"
+    counts for "\\{3,1,2\\}" but not the reverse. Everything else must not depend on the order.
+    """
+    relation = _RELATION.search(canonical(answer)) or _RELATION.search(canonical(gold))
+    return bool(relation) or group_kind(answer) != group_kind(gold)
+
+
+def check_reflexive_and_symmetric(answer: str, gold: str) -> None:
+    """Each answer equals itself exactly when it has a key at all; the verdict does not depend on the order
+    (outside order_matters, and unless the worker gave no verdict: a timeout is "not equal" whichever way)."""
+    for text in (answer, gold):
+        started = time.perf_counter()
+        assert is_equivalent(text, text, timeout=1.0) is (canonical(text) != ""), text
+        assert time.perf_counter() - started < BOUND
+    statuses = dict(worker_stats().statuses)
+    verdicts = []
+    for first, second in ((answer, gold), (gold, answer)):
+        started = time.perf_counter()
+        verdicts.append(is_equivalent(first, second, timeout=1.0))
+        assert time.perf_counter() - started < BOUND, (first, second)
+    assert all(type(verdict) is bool for verdict in verdicts)
+    undecided = any(worker_stats().statuses.get(status, 0) != statuses.get(status, 0) for status in _UNDECIDED)
+    if not undecided and not order_matters(answer, gold):
+        assert verdicts[0] == verdicts[1], (answer, gold, verdicts)
+
+
+@settings(max_examples=80, deadline=None)
+@given(pairs_of(st.lists(_LATEX_PIECES, max_size=14).map("".join)))
+@example(("2", "{2}"))  # a number and an expression: the fast path on one side only would break symmetry
+@example(("\\sqrt{4}", "2"))
+@example(("x+1", "1+x"))
+@example(("(1,2)", "(2,1)"))
+@example(("1,2", "2,1"))
+@example(("{", "}"))  # no value at all: equal to itself all the same (the keys are equal)
+def test_random_latex_is_reflexive_symmetric_and_bounded(pair: tuple[str, str]) -> None:
+    """Random LaTeX soup: answers equal themselves, the order of the two sides does not matter, within the bound."""
+    check_reflexive_and_symmetric(*pair)
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.text(max_size=60), st.text(max_size=60))
-def test_random_text_never_raises_and_is_bounded(answer, gold):
-    """Arbitrary unicode: a bool, within the time bound, never an exception."""
-    started = time.perf_counter()
-    assert is_equivalent(answer, gold, timeout=1.0) in (True, False)
-    assert time.perf_counter() - started < 2.5
+@given(pairs_of(st.text(max_size=60)))
+@example(("0", "{0}"))
+def test_random_text_is_reflexive_symmetric_and_bounded(pair: tuple[str, str]) -> None:
+    """Arbitrary unicode: the same properties and the same bound as LaTeX soup."""
+    check_reflexive_and_symmetric(*pair)

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, live_distributions, throwaway_venv
 
 EXAMPLE = REPO / "examples" / "ttrl-margin-strategy"
-HARNESS = [sys.executable, "-m", "harness.cli"]
 
 
 TUTORIAL = REPO / "docs" / "plugins.md"
@@ -38,50 +39,72 @@ def test_the_tutorial_shows_the_example_package_file_for_file():
     assert example == set(shown)
 
 
+class Installed(NamedTuple):
+    folder: Path  # the plugin's folder, made from the tutorial's files
+    python: Path  # the throwaway venv's interpreter, which has the plugin installed
+    live_before: set[str]  # the live venv's site-packages entries before the install
+
+
 @pytest.fixture(scope="module")
-def installed_example(tmp_path_factory):
+def installed_example(tmp_path_factory) -> Installed:
     """The tutorial followed word by word: an empty folder, the files it shows, `pip install -e .`, its unit
-    tests. Yields the folder; uninstalls afterwards."""
-    folder = tmp_path_factory.mktemp("tutorial") / "ttrl-margin-strategy"
+    tests. The install goes into a throwaway venv that sees the live venv's packages, so the live venv (and
+    every other test in it) never has the plugin; deleting the venv is the uninstall."""
+    base = tmp_path_factory.mktemp("tutorial")
+    folder = base / "ttrl-margin-strategy"
     for path, body in tutorial_files().items():
         (folder / path).parent.mkdir(parents=True, exist_ok=True)
         (folder / path).write_text(body)
-    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "-e", "."]
-    subprocess.run(pip, check=True, capture_output=True, text=True, cwd=folder)
-    yield folder
-    subprocess.run([sys.executable, "-m", "pip", "uninstall", "-q", "-y", "ttrl-margin-strategy"], check=True)
+    live_before = live_distributions()
+    python = throwaway_venv(base / "venv")
+    pip = [str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "-e", "."]
+    subprocess.run(pip, check=True, capture_output=True, text=True, cwd=folder, timeout=300)
+    return Installed(folder, python, live_before)
+
+
+def test_the_install_leaves_the_live_venv_unchanged(installed_example):
+    """The plugin is installed where the tests run it, and nowhere else: the live venv's site-packages are
+    as before, its interpreter finds no such distribution, and its `harness plugins` has no margin."""
+    assert live_distributions() == installed_example.live_before
+    with pytest.raises(importlib.metadata.PackageNotFoundError):
+        importlib.metadata.distribution("ttrl-margin-strategy")
+    live = harness("plugins", "--json", python=Path(sys.executable))
+    assert live.returncode == 0, live.stderr
+    assert "margin" not in {row["name"] for row in json.loads(live.stdout)["plugins"]}
+    assert "margin" in harness("plugins", python=installed_example.python).stdout
 
 
 def test_the_tutorial_unit_tests_pass(installed_example):
     """Step 5: `python -m pytest -q tests` in the plugin's folder (no model, no grader worker)."""
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
-                          cwd=installed_example, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([installed_example.python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+                          cwd=installed_example.folder, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "2 passed" in done.stdout
 
 
 def test_the_tutorial_plugin_shows_its_options(installed_example):
     """Step 5: `harness plugins margin` prints min_margin with its type, default and description."""
-    done = harness("plugins", "margin")
+    done = harness("plugins", "margin", python=installed_example.python)
     assert done.returncode == 0, done.stderr
     assert "strategy 'margin' from ttrl-margin-strategy 0.1.0" in done.stdout
     assert "min_margin: int, default 2" in done.stdout and "Votes the winner must lead" in done.stdout
 
 
-def harness(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([*HARNESS, *args], capture_output=True, text=True, cwd=cwd or REPO,
+def harness(*args: str, python: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`harness ARGS` run by `python` (the throwaway venv's, or the live one's to show what it lacks)."""
+    return subprocess.run([python, "-m", "harness.cli", *args], capture_output=True, text=True, cwd=REPO,
                           env={**os.environ, **(env or {})}, timeout=900)
 
 
 def test_example_plugin_is_listed_with_its_distribution(installed_example):
     """`harness plugins` shows the installed strategy and the distribution it came from."""
-    listing = harness("plugins", "--json")
+    listing = harness("plugins", "--json", python=installed_example.python)
     assert listing.returncode == 0, listing.stderr
     rows = json.loads(listing.stdout)["plugins"]
     margin = next(row for row in rows if row["name"] == "margin")
     assert margin["kind"] == "strategy" and margin["distribution"] == "ttrl-margin-strategy"
     assert margin["version"] == "0.1.0"
-    hidden = harness("plugins", "--json", env={"TTRL_HARNESS_PLUGINS": ""})
+    hidden = harness("plugins", "--json", python=installed_example.python, env={"TTRL_HARNESS_PLUGINS": ""})
     assert "margin" not in {row["name"] for row in json.loads(hidden.stdout)["plugins"]}
 
 
@@ -91,7 +114,8 @@ def test_example_plugin_drives_a_run(installed_example, tmp_path):
     out = tmp_path / "run"
     result = harness("run", "--strategy", "margin", "--strategy-opt", "min_margin=0", "--optimizer", "grpo",
                      "--sampler", "hf", "--limit", "2", "--problems-per-step", "2", "--n-votes", "2",
-                     "--max-tokens", "12", "--steps", "1", "--no-eval", "--output", str(out))
+                     "--max-tokens", "12", "--steps", "1", "--no-eval", "--output", str(out),
+                     python=installed_example.python)
     assert result.returncode == 0, result.stderr[-3000:]
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [0]

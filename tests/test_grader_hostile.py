@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from harness.answer_parsers import equivalence
+from harness.answer_parsers.checker import SYS_PATH_VARIABLE, WORKER_SCRIPT
 from harness.answer_parsers.equivalence import is_equivalent, shutdown, worker_pid, worker_stats
 from harness.answer_parsers.parser import BoxedOptions, BoxedParser
 
@@ -117,6 +119,93 @@ def test_injection_payload_is_live_for_sympify(tmp_path):
     code = f"import sympy\ntry:\n    sympy.sympify({payload!r})\nexcept Exception:\n    pass\n"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120, capture_output=True)
     assert marker.exists()
+
+
+# Run in a fresh interpreter, isolated (-I) like the worker: the worker's own start-up (import path, math-verify
+# warm-up, tripwire), then every road from a string to eval, each fed a payload that would create its own file.
+_ENTRY_POINTS_PROBE = r"""
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("worker", sys.argv[1])
+worker = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(worker)
+worker._extend_sys_path()
+worker._load()
+if sys.argv[3] == "tripwire":
+    worker._install_tripwire()
+import latex2sympy2_extended.latex2sympy2 as latex2sympy
+import math_verify.parser
+import sympy
+import sympy.parsing
+import sympy.parsing.sympy_parser as sympy_parser
+payloads = json.loads(sys.argv[2])
+roads = {
+    "sympy.sympify": sympy.sympify,
+    "sympy.S": sympy.S,
+    "sympy.Number": sympy.Number,
+    "sympy_parser.parse_expr": sympy_parser.parse_expr,
+    "sympy.parsing.parse_expr": sympy.parsing.parse_expr,  # the function itself, bound before the tripwire
+    "math_verify.parser.parse_expr": math_verify.parser.parse_expr,  # likewise
+    "latex2sympy.parse_expr": latex2sympy.parse_expr,
+    "sympy_parser.eval_expr": lambda text: sympy_parser.eval_expr(text, {}, {}),
+}
+outcomes = {}
+for name, road in roads.items():
+    try:
+        road(payloads[name])
+        outcomes[name] = "ran"
+    except worker.EvalRefused:
+        outcomes[name] = "refused"
+    except BaseException as error:  # sympy.Number runs the payload, then rejects the int os.system returned
+        outcomes[name] = type(error).__name__
+print(json.dumps(outcomes))
+"""
+EVAL_ROADS = (
+    "sympy.sympify", "sympy.S", "sympy.Number", "sympy_parser.parse_expr", "sympy.parsing.parse_expr",
+    "math_verify.parser.parse_expr", "latex2sympy.parse_expr", "sympy_parser.eval_expr",
+)
+
+
+def probe_eval_roads(folder: Path, mode: str) -> dict[str, str]:
+    """How each eval road fares after the worker's start-up, with ("tripwire") or without it; the payload fed
+    to a road creates the file folder/ROAD when it runs."""
+    payloads = {road: _injections(folder / road)[0] for road in EVAL_ROADS}
+    environment = {**os.environ, SYS_PATH_VARIABLE: json.dumps([path for path in sys.path if path])}
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", _ENTRY_POINTS_PROBE, str(WORKER_SCRIPT), json.dumps(payloads), mode],
+        capture_output=True, text=True, timeout=300, env=environment, check=True,
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_worker_start_up_closes_every_eval_road(tmp_path: Path) -> None:
+    """After the worker's start-up, sympify, S, Number, every parse_expr binding and eval_expr all refuse."""
+    outcomes = probe_eval_roads(tmp_path, "tripwire")
+    assert outcomes == dict.fromkeys(EVAL_ROADS, "refused")
+    assert not any((tmp_path / road).exists() for road in EVAL_ROADS), "model text was executed"
+
+
+def test_eval_roads_are_live_without_the_tripwire(tmp_path: Path) -> None:
+    """Control: the same start-up minus the tripwire runs the payload through each one of those roads."""
+    outcomes = probe_eval_roads(tmp_path, "none")
+    assert "refused" not in outcomes.values(), outcomes
+    assert [road for road in EVAL_ROADS if not (tmp_path / road).exists()] == []
+
+
+def test_comparison_that_reaches_sympify_is_refused_in_the_worker() -> None:
+    """The worker process itself refuses eval: sympy sums a geometric series through hyperexpand, whose formula
+    table is built from strings (S('3/2')) on first use, i.e. sympify -> parse_expr -> eval. In the worker
+    that comparison stops with status "refused" (counted) and the verdict False, although the two are equal
+    (without the tripwire math-verify finds them equal), and the worker lives on for the next comparison."""
+    equivalence.clear_cache()  # a refused verdict is cached: the worker must really be asked
+    assert is_equivalent("\\sqrt{25}", "5")  # a ready worker
+    pid = worker_pid()
+    refused, calls = worker_stats().statuses.get("refused", 0), worker_stats().calls
+    assert not is_equivalent("\\sum_{n=1}^{\\infty} \\frac{1}{2^n}", "1", timeout=10.0)
+    assert worker_stats().calls == calls + 1
+    assert worker_stats().statuses.get("refused", 0) == refused + 1, (
+        f"{worker_stats()}: not refused; if sympy no longer builds that table from strings, use another road"
+    )
+    assert is_equivalent("\\sqrt{121}", "11") and worker_pid() == pid
 
 
 def test_huge_answer_never_reaches_the_worker():

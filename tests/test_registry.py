@@ -1,9 +1,11 @@
-"""The plugin registry: lookups, errors, duplicates, entry points, the allowlist variable."""
+"""The plugin registry: lookups, errors, duplicates, entry points, the allowlist variable, and the clean
+plugin set each test gets (tests/conftest.py)."""
 
 from __future__ import annotations
 
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
@@ -11,9 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from harness import hookimpl
 from harness.errors import ConfigError, PluginError, UnknownPluginError
 from harness.interfaces import Benchmark, Strategy
-from harness.plugins import ALLOWLIST_ENV, DEFAULT_PLUGINS, Plugins
+from harness.plugins import ALLOWLIST_ENV, DEFAULT_PLUGINS, Plugins, get_plugins, use_plugins
 from harness.registry import Origin, Registry
 from harness.types import Verdict
+
+pytest_plugins = ["pytester"]  # to run a small test session of its own
 
 
 class EchoOptions(BaseModel):
@@ -171,6 +175,15 @@ def test_hooks_go_through_pluggy_and_a_raising_plugin_is_a_load_failure(capsys):
     assert "Traceback" not in err
 
 
+def write_distribution(folder: Path, dist: str, module: str, body: str) -> None:
+    """What pip leaves for a one-module plugin distribution: its dist-info with the entry point, the module."""
+    info = folder / f"{dist}-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[ttrl_harness]\n{dist.split('_')[0]} = {module}\n")
+    (folder / f"{module}.py").write_text(textwrap.dedent(body))
+
+
 @pytest.fixture
 def fake_distributions(tmp_path, monkeypatch):
     """Two installed distributions on sys.path: one plugin that works, one that raises at import."""
@@ -184,11 +197,7 @@ def fake_distributions(tmp_path, monkeypatch):
         """),
         ("broken_plugin", "broken_plugin_mod", "raise RuntimeError('boom at import')"),
     ):
-        info = tmp_path / f"{dist}-0.1.dist-info"
-        info.mkdir()
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
-        (info / "entry_points.txt").write_text(f"[ttrl_harness]\n{dist.split('_')[0]} = {module}\n")
-        (tmp_path / f"{module}.py").write_text(textwrap.dedent(body))
+        write_distribution(tmp_path, dist, module, body)
     monkeypatch.syspath_prepend(str(tmp_path))
     yield
     for module in ("good_plugin_mod", "broken_plugin_mod"):
@@ -220,3 +229,60 @@ def test_allowlist_restricts_third_party_plugins(fake_distributions, monkeypatch
     monkeypatch.setenv(ALLOWLIST_ENV, "other")
     with pytest.raises(UnknownPluginError, match=r"TTRL_HARNESS_PLUGINS='other'"):
         Plugins()["strategy"].get("echo")
+
+
+def test_each_test_gets_the_builtin_plugin_set_only_whatever_is_installed(fake_distributions, monkeypatch,
+                                                                         request):
+    """Without asking for it, a test's get_plugins() is the fixture's set even with a plugin distribution on
+    sys.path (one that loads, one that fails): the built-ins only, no entry point loaded, nothing failed."""
+    monkeypatch.delenv(ALLOWLIST_ENV, raising=False)
+    assert "builtin_plugins" in request.fixturenames  # autouse: every test has it
+    plugins = get_plugins()
+    assert plugins is request.getfixturevalue("builtin_plugins")
+    assert "echo" not in plugins["strategy"].names() and not plugins.failures
+    assert set(plugins.sources) == set(DEFAULT_PLUGINS)
+    assert Plugins()["strategy"].source("echo") == "good_plugin"  # the distribution is there to be loaded
+
+
+# An installed plugin distribution (on sys.path before any fixture runs) that registers "quiet".
+INNER_CONFTEST = """
+    import sys
+    sys.path.insert(0, {site!r})
+    from tests.conftest import builtin_plugins  # noqa: F401
+"""
+INNER_TESTS = """
+    from harness.plugins import Plugins, get_plugins
+    from tests.test_registry import EchoPlugin
+
+    def test_an_installed_plugin_is_not_in_the_set():
+        assert Plugins()["strategy"].source("quiet") == "quiet_plugin"  # installed: a plain Plugins() loads it
+        assert "quiet" not in get_plugins()["strategy"].names() and not get_plugins().failures
+
+    def test_registers_its_own_plugin(builtin_plugins):
+        builtin_plugins.register(EchoPlugin(), "echo-plugin")
+        assert get_plugins()["strategy"].get("echo").name == "echo"
+
+    def test_the_next_test_does_not_see_it():
+        assert "echo" not in get_plugins()["strategy"].names()
+        assert "majority" in get_plugins()["strategy"].names()
+"""
+
+
+def test_a_plugin_one_test_registers_is_gone_in_the_next_and_the_set_is_reset_after(pytester, monkeypatch):
+    """A session of its own with this conftest's fixture and a plugin distribution installed before it
+    starts: no test's set holds the installed plugin; one test adds its own plugin object and code that
+    calls get_plugins() sees it, the next does not. After the last test the set is forgotten, so code run
+    later loads afresh."""
+    monkeypatch.delenv(ALLOWLIST_ENV, raising=False)
+    site = pytester.path / "site"
+    write_distribution(site, "quiet_plugin", "quiet_plugin_mod", """
+        from harness import hookimpl
+        from tests.test_registry import QuietStrategy
+        @hookimpl
+        def register_strategies(register):
+            register(QuietStrategy)
+    """)
+    pytester.makeconftest(textwrap.dedent(INNER_CONFTEST.format(site=str(site))))
+    pytester.makepyfile(test_inner=textwrap.dedent(INNER_TESTS))
+    pytester.runpytest_inprocess("-p", "no:cacheprovider").assert_outcomes(passed=3)
+    assert use_plugins(None) is None

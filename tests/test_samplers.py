@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from harness.errors import ConfigError, DataError
+from harness.errors import ConfigError, DataError, PluginError
 from harness.interfaces import Sampler, SamplingParams
 from harness.models import resolve_model
 from harness.registry import Registry
@@ -239,3 +239,23 @@ def test_bench_throughput_start_and_sync(model_path, prompts, benchmark):
     info["hf_tokens_per_s"] = tokens_per_second(hf_sampler)
     print({key: round(value, 2) for key, value in info.items()})
     assert info["vllm_tokens_per_s"] > 0 and info["hf_tokens_per_s"] > 0
+
+
+@pytest.mark.slow
+def test_hf_sampler_refuses_a_partial_or_misnamed_weight_set_and_keeps_its_weights(hf_sampler, model_path):
+    """Like vLLM's, the hf sampler takes only a complete set: a missing weight, an unknown name or a wrong shape
+    is a PluginError raised before any tensor is copied (a half-synced model samples from a mix)."""
+    from transformers import AutoModelForCausalLM
+
+    weights = dict(AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).named_parameters())
+    probe = "model.layers.0.self_attn.q_proj.weight"
+    before = dict(hf_sampler._model.named_parameters())[probe].detach().clone()
+    changed = {name: tensor.detach() + 1.0 for name, tensor in weights.items()}
+    partial = [(name, tensor) for name, tensor in changed.items() if name != "model.norm.weight"]
+    with pytest.raises(PluginError, match="misses 1 of the model's weights .*model.norm.weight"):
+        hf_sampler.load_weights(partial)
+    with pytest.raises(PluginError, match="not a parameter"):
+        hf_sampler.load_weights([*changed.items(), ("model.extra.weight", torch.zeros(1))])
+    with pytest.raises(PluginError, match="has shape"):
+        hf_sampler.load_weights([*partial, ("model.norm.weight", torch.zeros(3))])
+    assert torch.equal(dict(hf_sampler._model.named_parameters())[probe], before)  # nothing was copied

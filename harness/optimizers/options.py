@@ -14,7 +14,8 @@ class GRPOOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     lr: float = Field(
-        5e-6, gt=0, le=1, description="Peak AdamW learning rate (tuned for the 135M embedded model; TTRL 7B: 5e-7)."
+        3e-5, gt=0, le=1, description="Peak AdamW learning rate (tuned for the 135M embedded model on the default "
+        "arith run, docs/results.md; TTRL 7B: 5e-7)."
     )
     weight_decay: float = Field(0.01, ge=0, description="AdamW decoupled weight decay, on every parameter.")
     adam_betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW (beta1, beta2), each in [0, 1).")

@@ -10,6 +10,17 @@ from harness.perf.suite import SECTIONS
 BASELINE = Path(__file__).with_name("baseline.json")
 
 
+def committed_baseline(host_cpu: dict | None = None) -> Path:
+    """The committed baseline (harness/perf/baseline*.json) measured on this host's CPU kind, else the default
+    one, against which same-cpu and accuracy figures are shown but not gated (docs/performance.md)."""
+    from harness.perf.compare import load, same_cpu
+
+    for path in sorted(BASELINE.parent.glob("baseline*.json")):
+        if same_cpu(load(path).cpu, host_cpu):
+            return path
+    return BASELINE
+
+
 def add_bench_parser(subparsers, parents: tuple | list = ()) -> argparse.ArgumentParser:
     """Register `bench` on the CLI's sub-command set."""
     parser = subparsers.add_parser(

@@ -17,7 +17,9 @@ FORMAT_VERSION = 2  # 2: figures carry a gate, the file records its CPU
 #   portable  both sides of the ratio run the same kernels, so it means the same on every CPU: percent threshold
 #   same-cpu  the two sides run different kernels or precisions (fp32 vs bf16, vLLM's vs torch's), so a host
 #             with other ISA features moves it with no code change: gated only against a same-CPU baseline
-#   tolerance an accuracy: judged only by its absolute tolerance (it holds across CPUs' numerics)
+#   tolerance an accuracy at a fixed seed: judged only by its absolute tolerance, and only against a same-CPU
+#             baseline: a run repeats exactly on one CPU, but another CPU's numerics change its samples (an
+#             Intel host read 6 answers of 64 where the AMD baseline read 13, from the same code)
 #   report    a physical-limit figure (share of this CPU's matmul peak): printed, never gated
 Gate = Literal["portable", "same-cpu", "tolerance", "report"]
 
@@ -134,6 +136,8 @@ def judge(figure: Figure, baseline: Figure, threshold: float, on_same_cpu: bool)
         return False, "report only (this CPU's peak; not gated)"
     if figure.gate == "same-cpu" and not on_same_cpu:
         return False, "not gated (baseline from another CPU)"
+    if figure.gate == "tolerance" and not on_same_cpu:
+        return False, "not gated (baseline from another CPU: its samples differ)"
     # The tolerance is the baseline's: it was computed from the baseline's own counts and value.
     judged = Figure(figure.name, figure.value, figure.better, figure.goal, figure.meaning,
                     max(baseline.tolerance, figure.tolerance), figure.gate)
@@ -145,8 +149,8 @@ def judge(figure: Figure, baseline: Figure, threshold: float, on_same_cpu: bool)
 
 def compare(current: list[Figure], baseline: list[Figure], threshold: float,
             on_same_cpu: bool = True) -> list[Comparison]:
-    """One row per figure in either list; only figures present in both can regress, and "same-cpu" figures
-    only when the baseline's CPU is this host's."""
+    """One row per figure in either list; only figures present in both can regress, and "same-cpu" and
+    "tolerance" figures only when the baseline's CPU is this host's."""
     base = {f.name: f for f in baseline}
     rows = []
     for figure in current:
@@ -177,7 +181,7 @@ def figures_table(figures: list[Figure], cpu: dict | None = None) -> str:
 
 
 def comparison_table(rows: list[Comparison], threshold: float, baseline_cpu: dict | None = None) -> str:
-    where = "" if same_cpu(baseline_cpu) else "  (another CPU: its same-cpu figures are not gated)"
+    where = "" if same_cpu(baseline_cpu) else "  (another CPU: its same-cpu and accuracy figures are not gated)"
     lines = [f"baseline host: {describe(baseline_cpu)}{where}"]
     lines.append(f"{'figure':<34} {'baseline':>10} {'now':>10} {'change':>9}  verdict (max regression {threshold:.0%})")
     for row in rows:

@@ -45,12 +45,13 @@ FULL = BenchSize(prompts=8, n=8, max_tokens=64, rounds=3, train_sequences=16, tr
 
 
 def arith_prompts(model_path: str, count: int) -> list[str]:
-    """Chat-formatted `arith` prompts with the run's default instruction (the generator needs no files)."""
-    from harness.config import RunConfig
-    from harness.prompts import format_prompts
+    """Chat-formatted two-digit `arith` stories with the paper's instruction (the generator needs no files);
+    pinned, so that throughput figures stay comparable with older baselines."""
+    from harness.prompts import DEFAULT_INSTRUCTION, format_prompts
 
-    problems = get_plugins()["benchmark"].create("arith", {"count": count}).load()
-    return format_prompts(model_path, problems, RunConfig().instruction)
+    options = {"count": count, "digits": 2, "operations": "+-*", "word_problems": True}
+    problems = get_plugins()["benchmark"].create("arith", options).load()
+    return format_prompts(model_path, problems, DEFAULT_INSTRUCTION)
 
 
 def _tokens(groups: list[list[Any]]) -> int:

@@ -183,20 +183,30 @@ class HFSampler(Sampler):
         return logits.float().log_softmax(dim=-1).gather(1, targets).squeeze(1).tolist()
 
     def load_weights(self, named_tensors: Iterable[tuple[str, Any]]) -> None:
-        """Copy HF-named tensors into the model in place (cast to its dtype and device)."""
+        """Copy a complete set of HF-named tensors into the model in place (cast to its dtype and device).
+        The set is checked before anything is copied: an unknown name, a wrong shape or a missing weight is a
+        PluginError and the model keeps its old weights (a partial sync would sample from a mixed model)."""
         import torch
 
         params = dict(self._model.named_parameters(remove_duplicate=False))  # tied names both resolve
+        weights = [(name, tensor.detach()) for name, tensor in named_tensors]
+        for name, tensor in weights:
+            target = params.get(name)
+            if target is None:
+                raise PluginError(f"weight {name!r} is not a parameter of the hf sampler's model")
+            if tuple(target.shape) != tuple(tensor.shape):
+                raise PluginError(
+                    f"weight {name!r} has shape {tuple(tensor.shape)}, the model's is {tuple(target.shape)}"
+                )
+        covered = {id(params[name]) for name, _ in weights}  # a tied weight is covered by any of its names
+        missing = [name for name, param in self._model.named_parameters() if id(param) not in covered]
+        if missing:
+            raise PluginError(f"load_weights got {len(weights)} tensors and misses {len(missing)} of the model's "
+                              f"weights (first: {missing[0]!r}); sync every weight, e.g. all of "
+                              "model.named_parameters()")
         with torch.no_grad():
-            for name, tensor in named_tensors:
-                target = params.get(name)
-                if target is None:
-                    raise PluginError(f"weight {name!r} is not a parameter of the hf sampler's model")
-                if tuple(target.shape) != tuple(tensor.shape):
-                    raise PluginError(
-                        f"weight {name!r} has shape {tuple(tensor.shape)}, the model's is {tuple(target.shape)}"
-                    )
-                target.copy_(tensor.detach())
+            for name, tensor in weights:
+                params[name].copy_(tensor)
 
     def close(self) -> None:
         self._model = None
