@@ -23,49 +23,50 @@ def compare(*args: str) -> subprocess.CompletedProcess:
                           cwd=REPO, env=ENV, timeout=1200)
 
 
+GRID = ("--strategy", "majority,oracle,random", "--seeds", "0,1", *TINY)
+
+
+def kill_inside_the_second_cell(out) -> None:
+    """Start the grid and kill -9 its process group inside the second cell, after that cell's first evaluation."""
+    command = [sys.executable, "-m", "harness.cli", "compare", *GRID, "--output", str(out)]
+    process = subprocess.Popen(command, cwd=REPO, env=ENV, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    in_second = False
+    for line in process.stderr:
+        in_second = in_second or line.startswith("[2/6] majority-seed1")
+        if in_second and line.startswith("eval[before]"):
+            break
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=60)
+
+
 @pytest.mark.slow
-def test_grid_writes_leaderboard_and_plot_and_a_second_call_does_no_work(tmp_path):
+def test_a_killed_grid_continues_then_writes_leaderboard_and_plot_and_a_second_call_does_no_work(tmp_path):
+    """One grid, as a user runs it: killed inside its second cell, the same command skips the finished cell,
+    resumes the killed one and completes the rest; then leaderboard (with the untrained row) and plot exist,
+    a third call does no work, and other settings in the same folder are refused."""
     out = tmp_path / "grid"
-    first = compare("--strategy", "majority,oracle,random", "--seeds", "0,1", *TINY, "--output", str(out))
+    kill_inside_the_second_cell(out)
+    assert not (out / "leaderboard.json").exists()
+    first = compare(*GRID, "--output", str(out))
     assert first.returncode == 0, first.stderr[-3000:]
+    assert "[1/6] majority-seed0: done already" in first.stderr
+    assert "[2/6] majority-seed1: resumed" in first.stderr
     cells = sorted(p.name for p in out.iterdir() if p.is_dir())
     assert cells == [f"{s}-seed{n}" for s in ("majority", "oracle", "random") for n in (0, 1)]
     rows = {row["strategy"]: row for row in json.loads((out / "leaderboard.json").read_text())["rows"]}
     assert list(rows) == ["untrained", "majority", "oracle", "random"]
+    assert rows["majority"]["steps"] == {"mean": 1.0, "sd": 0.0, "n": 2}  # the resumed step is logged once
     assert rows["oracle"]["label_accuracy"]["mean"] == 1.0 and rows["oracle"]["steps"]["n"] == 2
     assert rows["untrained"]["pass_at_1_after"] == rows["untrained"]["pass_at_1_before"]
     assert "| untrained |" in (out / "leaderboard.md").read_text() and "| random |" in first.stdout
     assert (out / "comparison.png").stat().st_size > 10_000
     started = time.perf_counter()
-    second = compare("--strategy", "majority,oracle,random", "--seeds", "0,1", *TINY, "--output", str(out))
+    second = compare(*GRID, "--output", str(out))
     assert second.returncode == 0 and second.stderr.count(": done already") == 6
     assert time.perf_counter() - started < 60  # no model was loaded
     other = compare("--strategy", "majority", "--seeds", "0", *TINY, "--lr", "1e-5", "--output", str(out))
     assert other.returncode == 2 and "holds a run with other settings (optimizer_options)" in other.stderr
-
-
-@pytest.mark.slow
-def test_a_killed_grid_continues_where_it_stopped(tmp_path):
-    """kill -9 inside the second cell (after its first evaluation); the same command skips the finished cell,
-    resumes the killed one and completes the grid."""
-    out = tmp_path / "grid"
-    command = [sys.executable, "-m", "harness.cli", "compare", "--strategy", "majority", "--seeds", "0,1", *TINY,
-               "--output", str(out)]
-    process = subprocess.Popen(command, cwd=REPO, env=ENV, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
-    in_second = False
-    for line in process.stderr:
-        in_second = in_second or line.startswith("[2/2] majority-seed1")
-        if in_second and line.startswith("eval[before]"):
-            break
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=60)
-    assert not (out / "leaderboard.json").exists()
-    again = compare("--strategy", "majority", "--seeds", "0,1", *TINY, "--output", str(out))
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert "[1/2] majority-seed0: done already" in again.stderr
-    assert "[2/2] majority-seed1: resumed" in again.stderr
-    assert json.loads((out / "leaderboard.json").read_text())["rows"][1]["steps"]["n"] == 2
 
 
 def test_seed_lists_and_unknown_strategies_fail_before_any_work(tmp_path):

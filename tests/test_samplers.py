@@ -28,10 +28,12 @@ FIXED = "6 times 7 means adding 6 seven times: 6 + 6 + 6 + 6 + 6 + 6 + 6 = 42. S
 
 
 def test_default_sampler_follows_vllm_availability(monkeypatch):
-    """auto picks vllm exactly when vllm is importable, else hf."""
-    expected = "vllm" if importlib.util.find_spec("vllm") is not None else "hf"
-    assert default_sampler_name() == expected
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None)
+    """auto picks vllm where vLLM is installed (scripts/install.sh always installs a build of it), and hf where
+    only vLLM is missing."""
+    assert default_sampler_name() == "vllm"
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "vllm" else real_find_spec(name, *args))
     assert default_sampler_name() == "hf"
 
 

@@ -5,6 +5,12 @@ max |diff| < 0.35 nats over the completion's tokens. Measured on this CPU with i
 transformers 0.021-0.039 mean, 0.17-0.21 max; the hf sampler vs the trainer 0 (score), < 0.02 (sampling).
 A sync that left vLLM's tied LM head stale measured 0.09 mean / 0.49 max, and the SGD step itself moves
 the engine's mean log-prob by about 0.36 (MIN_SHIFT 0.2): both far outside the tolerance.
+
+The loop's own path is tested too: a real GRPO step, then `load_weights(optimizer.named_weights())` (bf16
+tensors that alias the trainer's live weights). Measured: vLLM vs the stepped trainer 0.026-0.033 mean,
+0.25-0.28 max; the step moves the engine's log-probs of the rewarded completion by about 0.51. (One Adam
+step moves the tied LM head too little to see a stale head: 0.028 mean with the head stale vs 0.027; the SGD
+test above is the one that catches that.)
 """
 
 from __future__ import annotations
@@ -19,8 +25,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from harness.errors import PluginError
 from harness.interfaces import SamplingParams
 from harness.models import resolve_model
+from harness.optimizers.grpo import GRPOOptimizer
+from harness.optimizers.options import GRPOOptions
 from harness.samplers.hf import HFOptions, HFSampler
 from harness.samplers.vllm import VLLMOptions, VLLMSampler
+from harness.types import Rollout, RolloutBatch
 
 pytestmark = pytest.mark.slow
 
@@ -29,6 +38,9 @@ MIN_SHIFT = 0.2
 LEARNING_RATE = 3e-3  # one plain SGD step on the completion's NLL; grad norm is about 20 here
 COMPLETION = "6 times 7 means adding 6 seven times: 6 + 6 + 6 + 6 + 6 + 6 + 6 = 42. So the answer is \\boxed{42}."
 GREEDY = SamplingParams(n=1, temperature=0.0, top_p=1.0, max_tokens=12, seed=0)
+# GRPO's lr for the loop-path test: 2-3x a run's, so that one step moves the scores well past the tolerance
+GRPO_LR = 1e-4
+ROLLOUTS = SamplingParams(n=3, temperature=1.0, top_p=1.0, max_tokens=16, seed=0)
 
 
 def token_logprobs(model, prompt_ids: list[int], completion_ids: list[int]) -> torch.Tensor:
@@ -153,3 +165,29 @@ def test_hf_refuses_unknown_or_misshapen_weights(hf_sampler, case):
         hf_sampler.load_weights([("model.bogus.weight", torch.zeros(3))])
     with pytest.raises(PluginError, match="shape"):
         hf_sampler.load_weights([("model.norm.weight", torch.zeros(3))])
+
+
+def test_vllm_follows_a_grpo_step_synced_like_the_loop(vllm_sampler, case):
+    """After a GRPO step on rollouts the engine sampled, the loop's sync (`load_weights(named_weights())`)
+    makes vLLM score like the stepped policy, and unlike the base model it started from."""
+    assert_close(vllm_sampler.score(case.prompt_ids, case.completion_ids), case.before)  # starts at the base
+    # A group as the loop builds it: the engine's own samples, unrewarded, beside the rewarded COMPLETION.
+    (samples,) = vllm_sampler.generate([case.prompt], ROLLOUTS)
+    rollouts = [Rollout("q", case.prompt_ids, case.completion_ids, 1.0, 0)]
+    rollouts += [Rollout("q", sample.prompt_token_ids, sample.token_ids, 0.0, 0) for sample in samples]
+    optimizer = GRPOOptimizer(GRPOOptions(lr=GRPO_LR, warmup_ratio=0.0, kl_coef=0.0), case.path, total_steps=1)
+    try:  # GRPO's fp32 masters and AdamW state: 2 GB, not kept for the rest of the module
+        metrics = optimizer.step(RolloutBatch(rollouts))
+        assert metrics["trained_sequences"] == len(rollouts)
+        # The trainer's forward, in the bf16 model the tolerance was measured with (same weights, bit for bit).
+        trainer = token_logprobs(bf16_model(case.path, optimizer.policy), case.prompt_ids, case.completion_ids)
+        assert (trainer - case.before).mean().item() > MIN_SHIFT  # the step really moved the policy
+
+        vllm_sampler.load_weights(optimizer.named_weights())
+        engine = torch.tensor(vllm_sampler.score(case.prompt_ids, case.completion_ids))
+        # a sync that did nothing, or sent the pre-step weights, leaves the engine at the base: ~0.55 mean off
+        assert_close(engine, trainer)
+        assert (engine - case.before).mean().item() > MIN_SHIFT  # the rewarded completion got likelier
+    finally:
+        del optimizer
+        vllm_sampler.load_weights(case.base.named_parameters())  # the next test expects the base weights

@@ -320,20 +320,53 @@ class GRPOOptimizer(Optimizer):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a `state_dict()`. A checkpoint that does not fit raises DataError before anything changes."""
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
             raise DataError(f"optimizer checkpoint is not a grpo state (format {STATE_FORMAT}); resume from another")
+        absent = [key for key in ("step", "policy", "optimizer", "rng") if key not in state]
+        if absent:
+            raise DataError(f"optimizer checkpoint has no {absent[0]!r} entry; it is incomplete: resume from another")
         weights = state["policy"]
-        if list(weights) != self._names:
-            raise DataError("optimizer checkpoint was saved for a different model; resume with the same --model")
+        self._check_checkpoint_weights(weights)
+        try:  # torch checks the parameter groups before it changes anything
+            self.adamw.load_state_dict(state["optimizer"])
+        except (KeyError, TypeError, ValueError) as error:
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise DataError(
+                f"optimizer checkpoint's AdamW state does not fit this model ({first_line}); "
+                "resume with the same --model and optimizer"
+            ) from None
         with torch.no_grad():
             for name, master in zip(self._names, self._master, strict=True):
                 master.copy_(weights[name])
         self._sync_model_weights()
-        self.adamw.load_state_dict(state["optimizer"])
         self.step_count = int(state["step"])
         torch.set_rng_state(state["rng"]["torch"])
         if state["rng"]["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+
+    def _check_checkpoint_weights(self, weights: Any) -> None:
+        """DataError unless `weights` holds a tensor of the right shape for exactly this model's parameters.
+
+        Checked before any copy: `copy_` would broadcast a misshapen tensor silently (a [1] tensor fills a
+        whole matrix), and a failure half-way would leave some parameters loaded and others not.
+        """
+        hint = "it was saved for a different model: resume with the same --model"
+        if not isinstance(weights, dict):
+            raise DataError(f"optimizer checkpoint's policy is a {type(weights).__name__}, not named tensors; {hint}")
+        known = set(self._names)
+        missing = [name for name in self._names if name not in weights]
+        unexpected = [name for name in weights if name not in known]
+        if missing or unexpected:
+            what = f"missing {missing[0]!r}" if missing else f"unexpected {unexpected[0]!r}"
+            raise DataError(f"optimizer checkpoint's policy does not match the model ({what}); {hint}")
+        for name, master in zip(self._names, self._master, strict=True):
+            tensor = weights[name]
+            if not isinstance(tensor, Tensor) or tensor.shape != master.shape:
+                found = f"shape {tuple(tensor.shape)}" if isinstance(tensor, Tensor) else type(tensor).__name__
+                raise DataError(
+                    f"optimizer checkpoint's {name!r} has {found}, the model's has shape {tuple(master.shape)}; {hint}"
+                )
 
 
 def _groups_with_signal(rollouts: list[Rollout]) -> tuple[set[int], int]:
