@@ -54,7 +54,8 @@ def epoch_order(count: int, epoch: int, per_step: int, seed: int) -> list[int]:
         if held:
             tail = set(previous[count - held:])
             head = [index for index in order if index not in tail][: per_step - held]
-            order = head + [index for index in order if index not in set(head)]
+            taken = set(head)
+            order = head + [index for index in order if index not in taken]
     return order
 
 

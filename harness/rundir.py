@@ -36,6 +36,18 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+def _torch_save_atomic(target: Path, state: Any) -> None:
+    """torch.save to `<target>.partial`, fsync, then rename: a crash leaves the old file or none, never half."""
+    import torch
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".pt.partial")
+    torch.save(state, tmp)
+    with tmp.open("rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, target)
+
+
 def write_json(path: Path, value: Any) -> None:
     write_atomic(path, (json.dumps(value, indent=2, default=str) + "\n").encode())
 
@@ -128,15 +140,8 @@ class RunDir:
 
     # checkpoints: state-<step>.pt, then checkpoint.json naming it with its sha256, then old files go
     def save_checkpoint(self, step: int, state: dict) -> None:
-        import torch
-
-        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         target = self.checkpoint_dir / f"state-{step:06d}.pt"
-        tmp = target.with_suffix(".pt.partial")
-        torch.save(state, tmp)
-        with tmp.open("rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
+        _torch_save_atomic(target, state)
         write_json(self.checkpoint_dir / CHECKPOINT_META, {"step": step, "file": target.name,
                                                             "sha256": sha256_of(target)})
         for old in self.checkpoint_dir.glob("state-*.pt*"):
@@ -147,15 +152,8 @@ class RunDir:
     # files are pruned only once a checkpoint lies past them, so a resume can always point back at the best
     # step among the steps it keeps.
     def save_best(self, step: int, weights: dict, info: dict) -> None:
-        import torch
-
-        self.best_dir.mkdir(parents=True, exist_ok=True)
         target = self.best_dir / f"policy-{step:06d}.pt"
-        tmp = target.with_suffix(".pt.partial")
-        torch.save({name: tensor.detach().clone() for name, tensor in weights.items()}, tmp)
-        with tmp.open("rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
+        _torch_save_atomic(target, {name: tensor.detach().clone() for name, tensor in weights.items()})
         write_json(self.best_dir / "best.json", {"step": step, "file": target.name, **info})
 
     def best_info(self) -> dict | None:
