@@ -7,6 +7,11 @@ Order of checks (the first that decides wins):
 4. Tuples, intervals, lists and sets: element by element (lists and sets in any order).
 5. Words (3+ letters), answers over MAX_WORKER_CHARS: only the string comparison of step 2 counts.
 6. Otherwise the math-verify worker (checker.py), killed at the deadline; a timeout is "not equivalent".
+   math-verify is not symmetric even where nothing calls for an order (it finds 1*1*oo equal to 1*oo but
+   not the reverse), so a pair without a relation, whose sides are of one group kind, goes to it in a fixed
+   order: the verdict does not depend on which side is the gold. Relations keep the order on purpose (an
+   answer "x=3" counts for the gold 3, a gold equation is never cut down to a number), and so do groups of
+   two kinds (a tuple gold needs its order, a set gold does not).
 Verdicts are cached (LRU); a timeout only for later calls with no more time than the worker had for it.
 Nothing here raises, and one call never runs much past `timeout` seconds.
 """
@@ -32,6 +37,7 @@ MAX_WORKER_CHARS = 2048  # longer keys never reach sympy: compared as strings on
 MAX_GROUP_ITEMS = 64  # longer tuples and lists are compared as strings only (bounds the pairwise matching)
 CACHE_SIZE = 65536
 _WORD = re.compile(r"[A-Za-z]{3,}")
+_RELATION = re.compile(r"[=<>≤≥≠]|\\(?:leq?|geq?|neq?|lt|gt|in|subset|supset)(?![A-Za-z])")
 _UNORDERED = ("", "\\{")  # a bare list "1, -2" (all solutions) or a set
 _NOT_CACHED = ("busy", "starting", "startup_failed")  # transient: the next call may well succeed
 _TIMED_OUT = ("timeout", "killed")
@@ -134,7 +140,17 @@ def _keys_equal(answer: str, gold: str, deadline: float, depth: int) -> bool:
         return False  # sympy reads "Evelyn" as E*e*l*n*v*y, equal to any anagram
     if len(answer) > MAX_WORKER_CHARS or len(gold) > MAX_WORKER_CHARS:
         return False
+    if _order_free(answer_group, gold_group) and not (_RELATION.search(answer) or _RELATION.search(gold)):
+        answer, gold = sorted((answer, gold))
     return _ask_worker(answer, gold, deadline)
+
+
+def _order_free(answer_group, gold_group) -> bool:
+    """Both single values, both tuples/intervals, or both bare lists/sets: the sides may be swapped."""
+    def kind(group) -> str:
+        return "single" if group is None else "unordered" if group[0] in _UNORDERED else "ordered"
+
+    return kind(answer_group) == kind(gold_group)
 
 
 def _groups_equal(answer_group, gold_group, deadline: float, depth: int) -> bool | None:
