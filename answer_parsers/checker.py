@@ -1,9 +1,11 @@
 """The parent side of the math-verify worker: a persistent child process with a hard wall-clock bound.
 
 Each comparison writes one JSON line and waits (select) for the reply until its deadline; no reply in time
-means the worker is killed, restarted in the background, and the answer is "not equivalent". Nothing here
-raises: a dead worker, a broken pipe or garbage on the pipe all read as False. Works from any thread (the
-worker, not this process, owns the signals); one comparison runs at a time.
+means the worker is killed, restarted in the background, and the answer is "not equivalent". A dead worker,
+a broken pipe or garbage on the pipe all read as False. The one thing that raises is a worker that never
+starts (GraderUnavailableError, after STARTUP_TRIES tries): grading on without it would silently turn every
+symbolic comparison into "not equal", i.e. wrong rewards. Works from any thread (the worker, not this
+process, owns the signals); one comparison runs at a time.
 """
 
 from __future__ import annotations
@@ -20,12 +22,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.errors import HarnessError
+
 WORKER_SCRIPT = Path(__file__).with_name("worker.py")
 DEFAULT_MEMORY_MB = 1024
-STARTUP_TIMEOUT = 60.0  # importing sympy + math-verify; seconds on a busy 2-core machine
+STARTUP_TIMEOUT = 60.0  # importing sympy + math-verify; seconds on a busy 2-core machine, per try
+STARTUP_TRIES = 3  # a worker that says nothing (or exits) within STARTUP_TIMEOUT is started again
 SOFT_SHARE = 0.8  # the worker's own timer fires at this share of the deadline; the kill comes after
 SYS_PATH_VARIABLE = "ANSWER_PARSERS_SYS_PATH"
-_WARNED = False
+
+
+class GraderUnavailableError(HarnessError):
+    """The math-verify worker did not start in STARTUP_TRIES tries: the run stops instead of grading without it."""
 
 
 @dataclass
@@ -42,9 +50,12 @@ class WorkerStats:
 class MathVerifyWorker:
     """One math-verify child process, started lazily and restarted after a kill or crash."""
 
-    def __init__(self, memory_mb: int = DEFAULT_MEMORY_MB, startup_timeout: float = STARTUP_TIMEOUT) -> None:
+    def __init__(self, memory_mb: int = DEFAULT_MEMORY_MB, startup_timeout: float = STARTUP_TIMEOUT,
+                 script: Path = WORKER_SCRIPT) -> None:
         self.memory_mb = memory_mb
         self.startup_timeout = startup_timeout
+        self.script = script
+        self._failed_starts = 0
         self.stats = WorkerStats()
         self._process: subprocess.Popen[bytes] | None = None
         self._ready = False
@@ -72,7 +83,8 @@ class MathVerifyWorker:
         Status: "ok"; "timeout" (the worker's timer fired), "killed" (no reply by the deadline),
         "dead" (the worker exited), "memory", "refused" (eval tripwire), "error", "busy" (another thread
         held the worker until the deadline), "starting" (a replacement worker was not ready by the
-        deadline), "startup_failed". Anything but "ok" comes with False.
+        deadline). Anything but "ok" comes with False. Raises GraderUnavailableError when the worker does not
+        start at all (STARTUP_TRIES tries of startup_timeout seconds each).
         """
         equal, status, _ = self.compare_timed(gold, answer, timeout)
         return equal, status
@@ -89,6 +101,8 @@ class MathVerifyWorker:
             return *self._count(False, "busy"), 0.0
         try:
             return self._compare_locked(gold, answer, deadline, timeout)
+        except GraderUnavailableError:
+            raise
         except Exception:  # never raise to the grader: an unexpected failure is "not equivalent"
             self._kill()
             return *self._count(False, "error"), 0.0
@@ -131,32 +145,35 @@ class MathVerifyWorker:
 
     def _ensure_ready(self, deadline: float) -> str:
         """Wait for "ready". The first worker may take startup_timeout (so early verdicts are right); a
-        replacement after a kill must fit the caller's deadline, else "starting" and it starts on."""
-        give_up = self._spawned_at + self.startup_timeout
-        if self._wait_ready(min(deadline, give_up) if self._replacement else give_up):
-            return "ok"
-        if time.monotonic() < give_up and not self._eof:
-            return "starting"
-        self._warn_startup_failed()
-        self._kill()
-        return "startup_failed"
+        replacement after a kill must fit the caller's deadline, else "starting" and it starts on. A worker
+        that exits or stays silent for startup_timeout is started again; after STARTUP_TRIES such starts in a
+        row, GraderUnavailableError."""
+        while True:
+            give_up = self._spawned_at + self.startup_timeout
+            if self._wait_ready(min(deadline, give_up) if self._replacement else give_up):
+                self._failed_starts = 0
+                return "ok"
+            if time.monotonic() < give_up and not self._eof:
+                return "starting"
+            self._failed_starts += 1
+            reason = self._startup_failure_reason()
+            self._kill()
+            if self._failed_starts >= STARTUP_TRIES:
+                self._failed_starts = 0
+                raise GraderUnavailableError(
+                    f"the math-verify grading worker did not start in {STARTUP_TRIES} tries of "
+                    f"{self.startup_timeout:.0f} s ({reason}); check that `python -c 'import math_verify'` works "
+                    "with this Python, and that the machine has free memory and CPU")
+            self._spawn()
 
-    def _warn_startup_failed(self) -> None:
-        """Say once why symbolic comparisons are all failing: it would otherwise look like a bad model."""
-        global _WARNED
-        if _WARNED:
-            return
-        _WARNED = True
-        reason = "no reply"
-        with contextlib.suppress(OSError, ValueError):
+    def _startup_failure_reason(self) -> str:
+        """The last line the worker wrote to stderr, else what its silence means."""
+        with contextlib.suppress(OSError, ValueError, AttributeError):
             self._stderr.seek(0)
             lines = self._stderr.read()[-2000:].decode(errors="replace").strip().splitlines()
-            reason = lines[-1] if lines else "exited without a message" if self._eof else "no reply"
-        print(
-            f"warning: the math-verify grading worker did not start ({reason}); symbolic comparisons count as "
-            "'not equivalent' until it does. Check that math-verify imports with this Python.",
-            file=sys.stderr,
-        )
+            if lines:
+                return lines[-1]
+        return "it exited without a message" if self._eof else "no reply"
 
     def _spawn(self) -> None:
         if self._process is not None and self._process.poll() is None:
@@ -170,7 +187,7 @@ class MathVerifyWorker:
         # (PYTHONPATH, editable installs) is handed over explicitly so math-verify is found the same way.
         environment = {**os.environ, SYS_PATH_VARIABLE: json.dumps([path for path in sys.path if path])}
         self._process = subprocess.Popen(
-            [sys.executable, "-I", str(WORKER_SCRIPT), str(self.memory_mb)],
+            [sys.executable, "-I", str(self.script), str(self.memory_mb)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
@@ -185,13 +202,14 @@ class MathVerifyWorker:
         return self._ready
 
     def _read_line(self, deadline: float) -> bytes | None:
-        """The next line from the worker, or None at the deadline or when the worker has exited."""
+        """The next line from the worker, or None at the deadline or when the worker has exited.
+
+        A deadline already past still reads what is waiting in the pipe: a worker that said "ready" while
+        the parent was busy elsewhere (a vLLM engine starting for over a minute) is ready, not late."""
         stdout = self._process.stdout
         descriptor = stdout.fileno()
         while b"\n" not in self._buffer:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
+            left = max(0.0, deadline - time.monotonic())
             readable, _, _ = select.select([descriptor], [], [], left)
             if not readable:
                 return None

@@ -13,7 +13,8 @@ Order of checks (the first that decides wins):
    answer "x=3" counts for the gold 3, a gold equation is never cut down to a number), and so do groups of
    two kinds (a tuple gold needs its order, a set gold does not).
 Verdicts are cached (LRU); a timeout only for later calls with no more time than the worker had for it.
-Nothing here raises, and one call never runs much past `timeout` seconds.
+One call never runs much past `timeout` seconds, and nothing here raises, except GraderUnavailableError when
+the worker cannot start at all (checker.py): grading on without it would give wrong verdicts, not slow ones.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from collections import OrderedDict
 from fractions import Fraction
 from functools import lru_cache
 
-from harness.answer_parsers.checker import MathVerifyWorker, WorkerStats
+from harness.answer_parsers.checker import GraderUnavailableError, MathVerifyWorker, WorkerStats
 from harness.answer_parsers.normalize import MAX_CACHED_CHARS, MAX_DEPTH, canonical, parse_number, split_group
 
 __all__ = ["DEFAULT_TIMEOUT", "canonical", "is_equivalent", "shutdown", "start_worker", "worker_stats"]
@@ -39,7 +40,7 @@ CACHE_SIZE = 65536
 _WORD = re.compile(r"[A-Za-z]{3,}")
 _RELATION = re.compile(r"[=<>≤≥≠]|\\(?:leq?|geq?|neq?|lt|gt|in|subset|supset)(?![A-Za-z])")
 _UNORDERED = ("", "\\{")  # a bare list "1, -2" (all solutions) or a set
-_NOT_CACHED = ("busy", "starting", "startup_failed")  # transient: the next call may well succeed
+_NOT_CACHED = ("busy", "starting")  # transient: the next call may well succeed
 _TIMED_OUT = ("timeout", "killed")
 _REUSE_SLACK = 1.05  # a repeat call at the same timeout has a few microseconds more or less than the first
 
@@ -54,7 +55,8 @@ _cache_lock = threading.Lock()
 def is_equivalent(
     answer: str | float | None, gold: str | float | None, timeout: float = DEFAULT_TIMEOUT
 ) -> bool:
-    """Whether `answer` equals `gold` mathematically; False for None/empty, on timeout, on any error.
+    """Whether `answer` equals `gold` mathematically; False for None/empty, on timeout, on any error but one:
+    a worker that cannot start raises GraderUnavailableError.
 
     Numbers are accepted too (qwen_eval's AMC golds are JSON floats such as 27.0).
     """
@@ -67,6 +69,8 @@ def is_equivalent(
             return False
         deadline = time.monotonic() + max(0.0, timeout)
         return _keys_equal(answer_key, gold_key, deadline, depth=0)
+    except GraderUnavailableError:
+        raise
     except Exception:  # RecursionError, MemoryError... a grader never crashes the loop
         return False
 

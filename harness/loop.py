@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from harness import interrupts
 from harness.config import RunConfig
-from harness.errors import ConfigError, PluginError
+from harness.errors import ConfigError, HarnessError, PluginError
 from harness.evaluation import evaluate
 from harness.grouping import build_group, gold_flags
 from harness.interfaces import AnswerParser, Optimizer, Sampler, SamplingParams, Strategy
@@ -100,6 +100,8 @@ def label_group(strategy: Strategy, strategy_name: str, group) -> Verdict:
     where = f"strategy '{strategy_name}' on problem {group.problem_id!r}"
     try:
         verdict = strategy.label(group)
+    except HarnessError:  # already one line that says what to change (a grader that cannot start, ...)
+        raise
     except Exception as error:
         raise PluginError(f"{where} raised {type(error).__name__}: {error}") from error
     if not isinstance(verdict, Verdict):

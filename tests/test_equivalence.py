@@ -223,7 +223,7 @@ _LATEX_PIECES = st.sampled_from(
 # of the pairs are an answer and a rewrite of it: different keys, often the same value, the worker decides.
 _REWRITES = st.sampled_from(["{@}", "(@)", "@+0", "0+@", "1\\cdot @", "\\left(@\\right)", "$@$", "{{@}}", "@^{1}"])
 _RELATION = re.compile(r"[=<>≤≥≠]|\\(?:leq|geq|neq|ne|lt|gt|in)(?![A-Za-z])")
-_UNDECIDED = ("timeout", "killed", "busy", "starting", "startup_failed", "dead")
+_UNDECIDED = ("timeout", "killed", "busy", "starting", "dead")
 BOUND = 2.5  # seconds for a call with timeout=1.0: the timeout, a worker round trip, a loaded machine
 
 
