@@ -108,21 +108,27 @@ def test_micro_batching_does_not_change_the_update_and_no_kl_means_no_reference(
     """Micro-batches of 2 and of 8 sequences give the same update; kl_coef=0 holds no second model."""
     results, updates = [], []
     for size in (2, 8):
-        optimizer = make_optimizer(model_path, micro_batch_size=size, kl_coef=0.0)
+        # fp32 and adam_eps=1, so that the update is lr * g / (|g| + 1), linear in the summed gradient: the test is
+        # about how micro-batches are summed, not about bf16 rounding. Measured on an Intel Xeon with AMX (family
+        # 6 model 167): the two updates differ by 0.02% in fp32 but by 13% in bf16 (29% of the bf16 weights'
+        # update with the default eps, whose first step is lr * sign(g)), where AMD hosts read 2.9%.
+        optimizer = make_optimizer(model_path, micro_batch_size=size, kl_coef=0.0, adam_eps=1.0, weight_decay=0.0,
+                                   bf16=False)
         modules = [value for value in vars(optimizer).values() if isinstance(value, torch.nn.Module)]
         assert optimizer.reference is None and modules == [optimizer.policy]
-        before = [tensor.float() for _, tensor in optimizer.named_weights()]  # float(): a copy, not the live bf16
+        before = optimizer.state_dict()["policy"]  # the fp32 masters: the update itself, before bf16 rounding
         results.append(optimizer.step(RolloutBatch(rollouts)))
-        updates.append([t.float() - b for (_, t), b in zip(optimizer.named_weights(), before, strict=True)])
-        del optimizer, before
-    # The update itself, weight by weight (what the sampler gets), not only its norm. Measured: the step moves
-    # 6.8% of the bf16 weights and the two updates differ by 2.9% (relative L2; bf16 forward and summation
-    # order); the last micro-batch's gradient in place of the sum measured 111%.
+        after = optimizer.state_dict()["policy"]
+        updates.append([after[name] - before[name] for name in before])
+        del optimizer, before, after
+    # The update itself, weight by weight, not only its norm (relative L2); the last micro-batch's gradient in
+    # place of the sum is far off.
     moved = sum(int((delta != 0).sum()) for delta in updates[1]) / sum(delta.numel() for delta in updates[1])
     assert moved > 0.01, moved
     gap = sum(float((a - b).square().sum()) for a, b in zip(*updates, strict=True)) ** 0.5
     size = sum(float(b.square().sum()) for b in updates[1]) ** 0.5
-    assert gap / size < 0.1, gap / size
+    print(f"micro-batch 2 vs 8: relative L2 gap of the fp32 update {gap / size:.4f}, moved {moved:.3f}")
+    assert gap / size < 1e-3, gap / size
     assert results[0]["grad_norm"] == pytest.approx(results[1]["grad_norm"], rel=0.02)
     assert results[0]["entropy"] == pytest.approx(results[1]["entropy"], rel=0.01)
     assert results[0]["loss"] == pytest.approx(results[1]["loss"], abs=1e-3)
