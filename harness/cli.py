@@ -273,6 +273,10 @@ def cmd_lm_eval(args: argparse.Namespace) -> int:
     from harness.integrations.lm_eval import run_lm_eval
     from harness.samplers import default_sampler_name
 
+    # the answer parser and options `harness eval` would use for this model (the embedded model's fallback)
+    scoring = RunConfig(model=args.model, answer_parser=args.answer_parser,
+                        answer_parser_options=parse_option_pairs(args.parser_opt, "--parser-opt"))
+    validate_plugins(scoring)
     results = run_lm_eval(
         args.model,
         args.tasks.split(","),
@@ -284,6 +288,8 @@ def cmd_lm_eval(args: argparse.Namespace) -> int:
         temperature=args.temperature,
         top_p=args.top_p,
         seed=args.seed,
+        parser=scoring.answer_parser,
+        parser_options=scoring.answer_parser_options,
     )
     print(json.dumps(results, indent=2))
     return 0
@@ -343,6 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     lm_parser.add_argument("--temperature", type=float, default=0.6)
     lm_parser.add_argument("--top-p", type=float, default=0.95)
     lm_parser.add_argument("--seed", type=int, default=0)
+    lm_parser.add_argument("--answer-parser", default="boxed", help="the parser that scores the responses")
+    lm_parser.add_argument("--parser-opt", action="append", default=[], metavar="KEY=VALUE",
+                           help="an answer-parser option, as for `harness eval` (repeatable)")
     lm_parser.set_defaults(func=cmd_lm_eval)
 
     from harness.perf.cli import add_bench_parser

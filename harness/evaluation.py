@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from statistics import fmean
 
 from harness.config import EvalConfig
-from harness.grouping import build_group, gold_flags
+from harness.grouping import cluster_answers
 from harness.interfaces import AnswerParser, Sampler, SamplingParams
 from harness.metrics import majority_is_correct
 from harness.types import Problem
@@ -29,14 +30,12 @@ def evaluate(
         seed=seed,
     )
     outputs = sampler.generate(prompts, params)
-    pass_at_1, maj_at_k, pass_at_k, lengths = [], [], [], []
-    for problem, prompt, completions in zip(problems, prompts, outputs, strict=True):
-        group = build_group(problem, prompt, completions, parser, show_gold=False)
-        correct = gold_flags(group, problem.answer)
-        pass_at_1.append(fmean(correct))
-        maj_at_k.append(float(majority_is_correct(group.clusters, correct)))
-        pass_at_k.append(float(any(correct)))
-        lengths.extend(len(c.token_ids) for c in completions)
+    scores = [problem_scores([c.text for c in completions], problem.answer, parser)
+              for problem, completions in zip(problems, outputs, strict=True)]
+    pass_at_1 = [score["avg"] for score in scores]
+    maj_at_k = [score["maj"] for score in scores]
+    pass_at_k = [score["pass"] for score in scores]
+    lengths = [len(c.token_ids) for completions in outputs for c in completions]
     k = settings.k
     return {
         f"avg_at_{k}": fmean(pass_at_1),
@@ -45,4 +44,23 @@ def evaluate(
         "pass_at_1": fmean(pass_at_1),
         "response_length": fmean(lengths),
         "problems": len(problems),
+    }
+
+
+def problem_scores(texts: Sequence[str], gold: str, parser: AnswerParser) -> dict[str, float]:
+    """One problem's k responses -> {"avg", "maj", "pass"} (k = len(texts)). The one scoring path: `harness
+    eval`, the loop's evaluations and the lm-eval tasks all score here, with the run's parser and options.
+
+    avg: the share of responses whose answer the parser finds equivalent to the gold; maj: the most common
+    answer (answers clustered by the parser's equivalence, ties to the first seen, no answer never wins) is
+    right; pass: any response is right.
+    """
+    answers = [parser.extract(text) for text in texts]
+    clusters, representatives = cluster_answers(answers, parser.equivalent)
+    cluster_correct = [parser.equivalent(representative, gold) for representative in representatives]
+    correct = [cluster is not None and cluster_correct[cluster] for cluster in clusters]
+    return {
+        "avg": fmean(correct) if correct else 0.0,
+        "maj": float(majority_is_correct(clusters, correct)),
+        "pass": float(any(correct)),
     }

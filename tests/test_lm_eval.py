@@ -98,3 +98,46 @@ def test_end_to_end_run_on_the_embedded_model():
     for name in ("avg_at_2", "maj_at_2", "pass_at_2"):
         assert 0.0 <= metrics[name] <= 1.0
     assert metrics["avg_at_2"] <= metrics["pass_at_2"] and metrics["maj_at_2"] <= metrics["pass_at_2"]
+
+
+class ReplaySampler:
+    """Hands back fixed responses: the test is about scoring the same generations, not about sampling."""
+
+    def __init__(self, texts: list[list[str]]) -> None:
+        self.texts = texts
+
+    def generate(self, prompts, params):
+        from harness.types import Completion
+
+        return [[Completion(text=text, token_ids=[0], logprobs=[0.0], prompt_token_ids=[0]) for text in texts]
+                for texts in self.texts]
+
+
+@pytest.mark.parametrize("fallbacks", [["last_number"], []])
+def test_lm_eval_and_harness_eval_score_the_same_generations_alike(tmp_path, fallbacks):
+    """One scoring path: lm-eval's metrics for our tasks equal `harness eval`'s on the same responses, with the
+    same parser options, including the embedded model's last-number fallback (and without it)."""
+    from harness.config import EvalConfig
+    from harness.evaluation import evaluate
+    from harness.plugins import registry
+    from harness.types import Problem
+
+    names = write_tasks(tmp_path, ["arith"], data_dir=None, k=4, limit=3, parser="boxed",
+                        parser_options={"fallbacks": fallbacks}, **SETTINGS)
+    manager = TaskManager(include_path=str(tmp_path), include_defaults=False)
+    task = manager.load([names["arith"]])["tasks"]["ttrl_arith"]
+    docs = list(task.test_docs())
+    texts = []
+    for doc in docs:  # right boxed, right without a box (only the fallback reads it), wrong, no answer at all
+        gold = doc["answer"]
+        texts.append([f"\\boxed{{{gold}}}", f"The sum is {gold}.", f"\\boxed{{{int(gold) + 1}}}", "I am not sure"])
+    texts[1] = [texts[1][1]] * 3 + ["no idea"]  # a problem whose majority is right only through the fallback
+    lm_eval_scores = [graded(task, doc, responses) for doc, responses in zip(docs, texts, strict=True)]
+    lm_eval_means = {key: sum(s[key] for s in lm_eval_scores) / len(docs) for key in lm_eval_scores[0]}
+    parser = registry("answer_parser").create("boxed", {"fallbacks": fallbacks})
+    problems = [Problem(id=doc["id"], prompt=doc["query"], answer=doc["answer"], source="arith") for doc in docs]
+    harness_scores = evaluate(ReplaySampler(texts), parser, problems, [d["query"] for d in docs],
+                              EvalConfig(k=4, temperature=0.6, top_p=0.95), max_tokens=32, seed=0)
+    assert lm_eval_means == {key: harness_scores[key] for key in ("avg_at_4", "maj_at_4", "pass_at_4")}
+    expected_avg = (2 / 4 + 3 / 4 + 2 / 4) / 3 if fallbacks else (1 / 4 + 0 + 1 / 4) / 3
+    assert lm_eval_means["avg_at_4"] == pytest.approx(expected_avg)

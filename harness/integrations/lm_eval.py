@@ -5,8 +5,9 @@
   tasks are refused.
 - `write_tasks` turns our benchmarks (aime24, amc, math500, math500_l1..l5, arith, or any registered
   benchmark) into lm-eval task YAMLs in a folder: the problems as a local jsonl (`dataset_path: json`),
-  `repeats: k`, answers extracted and graded by `answer_parsers` through the `!function` hooks below,
-  and the metrics avg@k (pass@1), maj@k (vote over grader-equivalent answers) and pass@k.
+  `repeats: k`, and the metrics avg@k (pass@1), maj@k (vote over grader-equivalent answers) and pass@k,
+  scored by `harness.evaluation.problem_scores` with the run's answer parser and options (each document
+  names them): the same scoring path, parser and options as `harness eval`.
 - `run_lm_eval` does both and returns {task: {metric: value}}.
 
 lm-eval's own aime/minerva_math tasks download from the Hugging Face hub; these read local files.
@@ -18,8 +19,8 @@ import json
 import tempfile
 from collections import defaultdict
 from collections.abc import Iterable
+from functools import lru_cache
 from pathlib import Path
-from statistics import fmean
 from typing import Any
 
 from lm_eval.api.model import LM
@@ -46,30 +47,29 @@ TASKS: dict[str, tuple[str, dict[str, Any]]] = {
 # --- grading, called by lm-eval through `!function` in the generated YAMLs ------------------------
 
 
-def extract_answers(resps: Iterable[list[str]], docs: Iterable[dict]) -> list[list[str | None]]:
-    """Filter: each document's k responses -> their extracted final answers (None: no answer)."""
-    from harness.answer_parsers.extract import extract_answer
-
-    return [[extract_answer(text) for text in responses] for responses in resps]
+def keep_responses(resps: Iterable[list[str]], docs: Iterable[dict]) -> list[list[str]]:
+    """Filter: every one of a document's k responses goes on to the metric (lm-eval's default keeps one)."""
+    return [list(responses) for responses in resps]
 
 
-def process_results(doc: dict, results: list[list[str | None]]) -> dict[str, float]:
-    """Metric: avg@k (mean correctness), maj@k (the most common answer, clustered by the grader, is
-    correct; ties go to the first seen) and pass@k (any sample correct), k = number of responses."""
-    from harness.answer_parsers.equivalence import is_equivalent
-    from harness.grouping import cluster_answers
-    from harness.metrics import majority_is_correct
+def process_results(doc: dict, results: list[list[str]]) -> dict[str, float]:
+    """Metric: avg@k, maj@k and pass@k of one document's k responses, from `problem_scores` with the parser
+    and options the document names (written by `write_tasks`)."""
+    from harness.evaluation import problem_scores
 
-    answers = list(results[0])
-    k = len(answers)
-    clusters, representatives = cluster_answers(answers, is_equivalent)
-    cluster_correct = [is_equivalent(rep, doc["answer"]) for rep in representatives]
-    correct = [c is not None and cluster_correct[c] for c in clusters]
-    return {
-        f"avg_at_{k}": fmean(correct) if correct else 0.0,
-        f"maj_at_{k}": float(majority_is_correct(clusters, correct)),
-        f"pass_at_{k}": float(any(correct)),
-    }
+    responses = list(results[0])
+    k = len(responses)
+    parser = _answer_parser(doc.get("parser", "boxed"), doc.get("parser_options", "{}"))
+    scores = problem_scores(responses, doc["answer"], parser)
+    return {f"avg_at_{k}": scores["avg"], f"maj_at_{k}": scores["maj"], f"pass_at_{k}": scores["pass"]}
+
+
+@lru_cache(maxsize=8)
+def _answer_parser(name: str, options_json: str):
+    """One parser per (name, options) for the whole evaluation: it holds the grading worker."""
+    from harness.plugins import registry
+
+    return registry("answer_parser").create(name, json.loads(options_json))
 
 
 # --- task generation ----------------------------------------------------------------------------
@@ -113,7 +113,7 @@ def task_yaml(name: str, data_file: Path, cache_dir: Path, *, k: int, generation
         f"  - name: {FILTER_NAME}\n"
         "    filter:\n"
         "      - function: custom\n"
-        f"        filter_fn: !function {module}.extract_answers\n"
+        f"        filter_fn: !function {module}.keep_responses\n"
         f"process_results: !function {module}.process_results\n"
         f"metric_list:\n{metrics}"
         "metadata:\n  version: 1.0\n"
@@ -131,8 +131,11 @@ def write_tasks(
     temperature: float,
     top_p: float,
     instruction: str = DEFAULT_INSTRUCTION,
+    parser: str = "boxed",
+    parser_options: dict[str, Any] | None = None,
 ) -> dict[str, str]:
-    """Write one YAML + jsonl per task into `folder`; returns {our task name: lm-eval task name}."""
+    """Write one YAML + jsonl per task into `folder`; returns {our task name: lm-eval task name}. Each
+    document names the answer parser and options its responses are scored with."""
     if k < 1:
         raise ConfigError(f"lm-eval k must be >= 1 (got {k})")
     if not tasks:
@@ -145,6 +148,7 @@ def write_tasks(
         "top_p": top_p,
         "max_gen_toks": max_tokens,
     }
+    scoring = {"parser": parser, "parser_options": json.dumps(parser_options or {}, sort_keys=True)}
     names = {}
     for task in dict.fromkeys(tasks):
         problems = load_task_problems(task, data_dir)[:limit]
@@ -153,7 +157,8 @@ def write_tasks(
             for problem in problems:
                 # The same user turn as training (harness.prompts): problem, newline, instruction.
                 query = f"{problem.prompt}\n{instruction}".strip() if instruction else problem.prompt
-                out.write(json.dumps({"id": problem.id, "query": query, "answer": problem.answer}) + "\n")
+                record = {"id": problem.id, "query": query, "answer": problem.answer, **scoring}
+                out.write(json.dumps(record) + "\n")
         name = f"{TASK_PREFIX}{task}"
         yaml_text = task_yaml(name, data_file, folder / "hf_cache", k=k, generation=generation)
         (folder / f"{task}.yaml").write_text(yaml_text, encoding="utf-8")
@@ -282,9 +287,11 @@ def run_lm_eval(
     top_p: float,
     seed: int,
     instruction: str = DEFAULT_INSTRUCTION,
+    parser: str = "boxed",
+    parser_options: dict[str, Any] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Evaluate `model` on `tasks` through lm-eval; returns {task: {metric: value}} with avg_at_k,
-    maj_at_k, pass_at_k (each in [0, 1]) and problems (the count scored)."""
+    maj_at_k, pass_at_k (each in [0, 1]) and problems (the count scored), scored with `parser`."""
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
@@ -301,6 +308,8 @@ def run_lm_eval(
             temperature=temperature,
             top_p=top_p,
             instruction=instruction,
+            parser=parser,
+            parser_options=parser_options,
         )
         manager = TaskManager(include_path=folder, include_defaults=False)
         lm = HarnessLM(pretrained=model, sampler=sampler, seed=seed)
