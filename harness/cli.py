@@ -270,29 +270,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_lm_eval(args: argparse.Namespace) -> int:
-    from harness.integrations.lm_eval import run_lm_eval
-    from harness.samplers import default_sampler_name
+    """lm-eval's own `run`, with our models and tasks registered (harness/integrations/lm_eval_cli.py)."""
+    from harness.integrations.lm_eval_cli import pretrained_of, run_cli
 
-    # the answer parser and options `harness eval` would use for this model (the embedded model's fallback)
-    scoring = RunConfig(model=args.model, answer_parser=args.answer_parser,
+    # the answer parser and options `harness eval` would use for the model (the embedded model's fallback)
+    scoring = RunConfig(model=pretrained_of(args.lm_eval_args), answer_parser=args.answer_parser,
                         answer_parser_options=parse_option_pairs(args.parser_opt, "--parser-opt"))
     validate_plugins(scoring)
-    results = run_lm_eval(
-        args.model,
-        args.tasks.split(","),
-        data_dir=args.data_dir,
-        k=args.k,
-        limit=args.limit,
-        sampler=args.sampler or default_sampler_name(),
-        max_tokens=args.max_tokens,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        seed=args.seed,
-        parser=scoring.answer_parser,
-        parser_options=scoring.answer_parser_options,
-    )
-    print(json.dumps(results, indent=2))
-    return 0
+    settings = {"data_dir": args.data_dir, "k": args.k, "limit": None, "max_tokens": args.max_tokens,
+                "temperature": args.temperature, "top_p": args.top_p, "parser": scoring.answer_parser,
+                "parser_options": scoring.answer_parser_options}
+    return run_cli(args.lm_eval_args, settings)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -338,20 +326,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_flags(eval_parser)
     eval_parser.set_defaults(func=cmd_eval)
 
-    lm_parser = commands.add_parser("lm-eval", help="evaluate through lm-evaluation-harness", parents=[verbose])
-    lm_parser.add_argument("--model", default="smollm2-135m")
-    lm_parser.add_argument("--tasks", default="aime24", help="comma-separated: aime24, amc, math500, ...")
-    lm_parser.add_argument("--data-dir", default=None)
-    lm_parser.add_argument("--k", type=int, default=16)
-    lm_parser.add_argument("--limit", type=int, default=None)
-    lm_parser.add_argument("--sampler", default=None)
-    lm_parser.add_argument("--max-tokens", type=int, default=256)
-    lm_parser.add_argument("--temperature", type=float, default=0.6)
-    lm_parser.add_argument("--top-p", type=float, default=0.95)
-    lm_parser.add_argument("--seed", type=int, default=0)
-    lm_parser.add_argument("--answer-parser", default="boxed", help="the parser that scores the responses")
-    lm_parser.add_argument("--parser-opt", action="append", default=[], metavar="KEY=VALUE",
-                           help="an answer-parser option, as for `harness eval` (repeatable)")
+    lm_parser = commands.add_parser(
+        "lm-eval", parents=[verbose], allow_abbrev=False, help="lm-evaluation-harness's own `run` (its flags "
+        "pass through), with the models ttrl-harness and ttrl and our ttrl_<benchmark> tasks registered")
+    from harness.integrations.lm_eval_cli import add_task_flags
+
+    add_task_flags(lm_parser)
     lm_parser.set_defaults(func=cmd_lm_eval)
 
     from harness.perf.cli import add_bench_parser
@@ -361,7 +341,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and args.command != "lm-eval":  # only lm-eval's own arguments pass through
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.lm_eval_args = unknown
     quiet.configure(args.verbose)  # before any engine is imported: engines read it at import time
     if getattr(args, "resume", None) and any(getattr(args, k, None) is not None for k in RUN_FLAGS):
         print("error: --resume takes no other run flags: the run's saved config is used", file=sys.stderr)

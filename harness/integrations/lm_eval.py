@@ -26,7 +26,6 @@ from typing import Any
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 
-from harness.config import DEFAULT_INSTRUCTION
 from harness.errors import ConfigError
 from harness.interfaces import Sampler, SamplingParams
 from harness.types import Problem
@@ -90,6 +89,13 @@ def load_task_problems(task: str, data_dir: str | None) -> list[Problem]:
     return benchmarks.create(name, options).load()
 
 
+def benchmark_instruction(task: str) -> str:
+    """The instruction `harness run` and `harness eval` give this task's benchmark when none is chosen."""
+    from harness.plugins import registry
+
+    return registry("benchmark").get(TASKS.get(task, (task, {}))[0]).instruction
+
+
 def task_yaml(name: str, data_file: Path, cache_dir: Path, *, k: int, generation: dict[str, Any]) -> str:
     """One lm-eval task reading `data_file` (jsonl of id/query/answer); JSON strings are valid YAML."""
     q = json.dumps
@@ -130,7 +136,7 @@ def write_tasks(
     max_tokens: int,
     temperature: float,
     top_p: float,
-    instruction: str = DEFAULT_INSTRUCTION,
+    instruction: str | None = None,
     parser: str = "boxed",
     parser_options: dict[str, Any] | None = None,
 ) -> dict[str, str]:
@@ -152,11 +158,12 @@ def write_tasks(
     names = {}
     for task in dict.fromkeys(tasks):
         problems = load_task_problems(task, data_dir)[:limit]
+        told = instruction if instruction is not None else benchmark_instruction(task)
         data_file = folder / f"{task}.jsonl"
         with data_file.open("w", encoding="utf-8") as out:
             for problem in problems:
                 # The same user turn as training (harness.prompts): problem, newline, instruction.
-                query = f"{problem.prompt}\n{instruction}".strip() if instruction else problem.prompt
+                query = f"{problem.prompt}\n{told}".strip() if told else problem.prompt
                 record = {"id": problem.id, "query": query, "answer": problem.answer, **scoring}
                 out.write(json.dumps(record) + "\n")
         name = f"{TASK_PREFIX}{task}"
@@ -286,7 +293,7 @@ def run_lm_eval(
     temperature: float,
     top_p: float,
     seed: int,
-    instruction: str = DEFAULT_INSTRUCTION,
+    instruction: str | None = None,
     parser: str = "boxed",
     parser_options: dict[str, Any] | None = None,
 ) -> dict[str, dict[str, float]]:
@@ -346,6 +353,8 @@ def main() -> None:
     """`python -m harness.integrations.lm_eval run --model ttrl-harness ...`: lm-eval's own CLI with the
     harness model registered (lm-eval has no plugin discovery for models)."""
     from lm_eval.__main__ import cli_evaluate
+
+    from harness.integrations import lm_eval_ttrl  # noqa: F401 - registers the `ttrl` model
 
     cli_evaluate()
 
