@@ -87,7 +87,9 @@ class TTRLLM(HarnessLM):
         pass
 
     def _record(self) -> dict:
-        return {**self.config.model_dump(mode="json"), "lm_eval_model": MODEL_NAME}
+        # the problems are lm-eval's requests, not a benchmark of ours: say so instead of RunConfig's default
+        return {**self.config.model_dump(mode="json"), "benchmark": "lm-eval requests", "benchmark_options": {},
+                "lm_eval_model": MODEL_NAME}
 
 
 def adapt(engines, config, contexts: list[str], run_dir: RunDir) -> dict[str, Any]:
