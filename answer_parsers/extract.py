@@ -20,6 +20,8 @@ from harness.errors import ConfigError
 FALLBACKS = ("answer_is", "last_number")
 
 _BOX_COMMAND = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
+# What may stand between two boxes of one answer: separators and math delimiters, never words or formulas.
+_BOX_SEPARATOR = re.compile(r"(?:\s|,|;|\$|\\[()\[\]]|\band\b|\bor\b|&|\\quad|\\qquad|\\text\{\s*(?:and|or|,)?\s*\})*")
 _ANSWER_IS = re.compile(r"answer\s*(?:is|:)[ \t]*:?[ \t]*", re.IGNORECASE)
 _ANSWER_LINE_MAX = 200
 _SENTENCE_END = re.compile(r"\.(?:\s|$)")
@@ -45,26 +47,43 @@ def extract_answer(text: str, fallbacks: Sequence[str] = ()) -> str | None:
 
 
 def last_boxed(text: str) -> str | None:
-    """The last `\\boxed{...}` / `\\fbox{...}` / `\\boxed 5` with a non-empty, closed argument."""
-    starts = [match.end() for match in _BOX_COMMAND.finditer(text)]
+    """The last `\\boxed{...}` / `\\fbox{...}` / `\\boxed 5` with a non-empty, closed argument; when boxes
+    before it are separated from it by nothing but commas, "and", spaces or math delimiters (`$\\boxed{1}$,
+    $\\boxed{2}$ and $\\boxed{3}$`), the answer is spread over them and is read as the list "1, 2, 3"."""
+    run: list[str] = []
+    run_start = None
+    for command_start, end, answer in _boxes_from_the_end(text):
+        if run and not _BOX_SEPARATOR.fullmatch(text[end:run_start]):
+            break
+        if answer is None:
+            if run:
+                break
+            continue
+        run.append(answer)
+        run_start = command_start
+    return ", ".join(reversed(run)) if run else None
+
+
+def _boxes_from_the_end(text: str):
+    """(where the command starts, where its argument ends, the argument or None), last box first."""
+    matches = list(_BOX_COMMAND.finditer(text))
     matcher = _ReverseBraceMatcher(text)
-    for start in reversed(starts):  # positions only decrease, so the matcher scans the text once
-        position = start
+    for match in reversed(matches):  # positions only decrease, so the matcher scans the text once
+        position = match.end()
         while position < len(text) and text[position] in " \t":
             position += 1
         if position >= len(text):
+            yield match.start(), len(text), None
             continue
         if text[position] == "{":
             end = matcher.closing(position)
             answer = None if end is None else _strip_math(text[position + 1 : end])
+            yield match.start(), (end + 1 if end is not None else len(text)), answer
         else:  # `\boxed 5`: TeX takes one token; models mean the rest of the word
             end = position
             while end < len(text) and text[end] not in " \t\n$":
                 end += 1
-            answer = _strip_math(text[position:end].rstrip(".,;"))
-        if answer:
-            return answer
-    return None
+            yield match.start(), end, _strip_math(text[position:end].rstrip(".,;"))
 
 
 class _ReverseBraceMatcher:

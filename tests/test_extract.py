@@ -27,6 +27,14 @@ BOXED_CASES = [
     ("\\boxed{\\text{(C)}} and then some trailing words", "\\text{(C)}"),
     ("good \\boxed{3} then a truncated \\boxed{4", "3"),
     ("good \\boxed{3} then an empty \\boxed{}", "3"),
+    # one answer spread over several boxes (only separators between them) is read as the list it is
+    ("\\boxed{1}, \\boxed{2}, \\boxed{3}", "1, 2, 3"),
+    ("The roots are $\\boxed{-1}$ and $\\boxed{4}$.", "-1, 4"),
+    ("\\boxed{(5,2)}, \\boxed{(7,2)}", "(5,2), (7,2)"),
+    ("\\(\\boxed{a}\\) \\text{ or } \\(\\boxed{b}\\)", "a, b"),
+    # ... but words or formulas between two boxes make the last one the answer
+    ("we get \\boxed{5}, hence x = 2 and \\boxed{7}", "7"),
+    ("\\boxed{5} is wrong; the answer is \\boxed{7}", "7"),
 ]
 
 
@@ -105,6 +113,10 @@ def test_deep_nesting_and_huge_text_are_fast():
     assert extract_answer(deep) == "{" * 10_000 + "1" + "}" * 10_000
     huge = "x" * 1_000_000 + "\\boxed{" + "9" * 1_000_000 + "}"
     assert extract_answer(huge) == "9" * 1_000_000
+    many = ", ".join(["\\boxed{1}"] * 100_000)  # a run of 100,000 boxes: one list, built in linear time
+    assert extract_answer(many) == ", ".join(["1"] * 100_000)
+    spaced = "\\boxed{1}" + " " * 1_000_000 + "\\boxed{2}" + "x" * 1_000_000 + "\\boxed{3}"
+    assert extract_answer(spaced) == "3"
     assert extract_answer("\\boxed{" * 100_000, ["answer_is", "last_number"]) is None
     assert extract_answer("1," * 300_000, ["last_number"]) is not None
     assert time.perf_counter() - started < 5.0
