@@ -29,6 +29,7 @@ _RENAMES = (
 _DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree(?![A-Za-z])")
 _UNIT_TAIL = re.compile(r"\\(?:text|mbox|mathrm)\s*\{\s*[A-Za-z][A-Za-z .]*\}(?:\^\{?[23]\}?)?\s*")
 _TEXT = re.compile(r"\\(?:text|textbf|textit|textrm|mbox|mathrm|mathbf|operatorname)\s*\{([^{}]*)\}")
+_PERCENT_WORD = re.compile(r"([0-9}])\s*(?:percent|per\s?cent|pct)\.?$", re.IGNORECASE)  # "28 percent" = "28\\%"
 _THOUSANDS = re.compile(r"[-+]?[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?")
 _ASSIGNMENT = re.compile(r"^[A-Za-z](?:_\{?[0-9A-Za-z]+\}?)?(?:=|\\in(?![A-Za-z]))([^=]+)$")
 _CHOICE = re.compile(r"^\(([A-E])\)$")
@@ -125,7 +126,7 @@ def _clean(text: str) -> str:
         text = pattern.sub(replacement, text)
     text = _DEGREES.sub("", text)
     text = text.replace("\\$", "").replace("$", "").replace("\\%", "").replace("%", "").strip()
-    text = _drop_unit(text)
+    text = _PERCENT_WORD.sub(r"\1", _drop_unit(text))
     for _ in range(4):  # nested \text{\textbf{..}}: a few rounds, each removes one layer
         text, count = _TEXT.subn(r"\1", text)
         if not count:

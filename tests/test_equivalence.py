@@ -56,10 +56,16 @@ EQUAL = [
     ("(-\\infty,2)\\cup(3,\\infty)", "(-\\infty, 2) \\cup (3, \\infty)"),
     ("x^2+2x+1", "(x+1)^2"),
     ("\\{-2, 1+\\sqrt{5}, 1-\\sqrt{5}\\}", "\\{1\\pm\\sqrt{5},-2\\}"),
+    ("28 percent", "28\\%"),  # percent words (issue 12's held-out cases)
+    ("28 pct", "28\\%"),
+    ("1, 2, 3", "\\{1,2,3\\}"),  # what several boxes extract to, against a set gold
+    ("(5,2), (7,2)", "(5,2),(7,2)"),
 ]
 
 NOT_EQUAL = [
     ("26", "25"),
+    ("percent", "28"),
+    ("29 percent", "28\\%"),
     ("3", "\\frac{14}{3}"),  # TTRL's label check re-extracts "last number": \frac{14}{3} -> 3
     ("14", "\\frac{14}{3}"),
     ("0.333333", "\\frac13"),  # exact numbers: a rounded decimal is not the fraction
