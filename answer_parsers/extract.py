@@ -4,8 +4,10 @@ Model text is untrusted: every scan here is linear in the text length and iterat
 10,000 nested braces or a 1 MB completion cost milliseconds, never a stack overflow.
 
 Fallbacks, tried in the order given and only when no box holds an answer:
-- "answer_is": the text after the last "answer is" / "answer:" (e.g. "The final answer is $42$."),
-  up to the end of that sentence or line, at most 200 characters.
+- "answer_is": the text after the last "answer is" / "answer:" / "answer =" (e.g. "The final answer is
+  $42$.", "Final Answer: The final answer is $X$. I hope it is correct.") or after "Answer" right before a
+  formula ("Answer \\( 9 \\)"), up to the end of that sentence or line, at most 200 characters.
+Chat-template tokens (`<|im_end|>`, `</s>`) are removed first: a completion may end with one.
 - "last_number": the last plain number in the text (ASCII digits, optional sign, decimal part and
   thousands commas). Off by default: it turns `\\frac{14}{3}` into `3`, TTRL's grader defect.
 """
@@ -22,7 +24,10 @@ FALLBACKS = ("answer_is", "last_number")
 _BOX_COMMAND = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
 # What may stand between two boxes of one answer: separators and math delimiters, never words or formulas.
 _BOX_SEPARATOR = re.compile(r"(?:\s|,|;|\$|\\[()\[\]]|\band\b|\bor\b|&|\\quad|\\qquad|\\text\{\s*(?:and|or|,)?\s*\})*")
-_ANSWER_IS = re.compile(r"answer\s*(?:is|:)[ \t]*:?[ \t]*", re.IGNORECASE)
+# "answer is", "answer:", "answer =" or "Answer" right before a formula ("Answer \\( 9 \\)", "Answer $9$")
+_ANSWER_IS = re.compile(r"answer(?:\s*(?:is|:|=)[ \t]*:?|(?=[ \t]*(?:\$|\\\(|\\\[)))[ \t]*", re.IGNORECASE)
+# Chat-template tokens a completion may end with ("... is 2/3.<|im_end|>"): never part of an answer.
+_CHAT_TOKEN = re.compile(r"<\|[A-Za-z_]{1,40}\|>|</s>")
 _ANSWER_LINE_MAX = 200
 _SENTENCE_END = re.compile(r"\.(?:\s|$)")
 # ASCII only: `\d` would also match fullwidth and other Unicode digits.
@@ -38,6 +43,7 @@ def extract_answer(text: str, fallbacks: Sequence[str] = ()) -> str | None:
         raise ConfigError(f"unknown answer fallback {unknown[0]!r}; use one of {', '.join(FALLBACKS)}")
     if not isinstance(text, str) or not text:
         return None
+    text = _CHAT_TOKEN.sub(" ", text)
     answer = last_boxed(text)
     for name in fallbacks:
         if answer is not None:

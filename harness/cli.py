@@ -227,9 +227,10 @@ def cmd_grade(args: argparse.Namespace) -> int:
     from harness.answer_parsers.grade_file import grade_lines
     from harness.plugins import get_plugins
 
-    parser = get_plugins()["answer_parser"].create(
-        args.answer_parser, parse_option_pairs(args.parser_opt, "--parser-opt")
-    )
+    options = parse_option_pairs(args.parser_opt, "--parser-opt")
+    if args.answer_parser == "boxed":  # graders read "The final answer is $X$" too; TTRL votes keep boxed-first
+        options.setdefault("fallbacks", ["answer_is"])
+    parser = get_plugins()["answer_parser"].create(args.answer_parser, options)
     try:
         if args.file == "-":
             summary = grade_lines(sys.stdin, parser, sys.stdout)
@@ -317,7 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     grade_parser.add_argument("file", help="a JSONL file, or - for stdin")
     grade_parser.add_argument("--answer-parser", default="boxed", help="answer parser plugin")
-    grade_parser.add_argument("--parser-opt", action="append", default=[], metavar="KEY=VALUE")
+    grade_parser.add_argument("--parser-opt", action="append", default=[], metavar="KEY=VALUE",
+                              help="a parser option; the boxed parser reads the last box, then 'answer is' "
+                              "phrasings (fallbacks=answer_is) unless --parser-opt fallbacks=... says otherwise")
     grade_parser.set_defaults(func=cmd_grade)
 
     eval_parser = commands.add_parser(

@@ -55,13 +55,18 @@ def test_bad_config_lists_each_field(tmp_path):
 def test_grade_reads_stdin_and_passes_fields_through():
     """`harness grade -` answers each line with the extracted answer and its correctness."""
     lines = [{"completion": "so \\boxed{\\dfrac{1}{2}}", "gold": "\\frac12", "id": 1},
-             {"completion": "no final answer", "gold": "3", "id": 2}]
-    result = harness("grade", "-", stdin="".join(json.dumps(line) + "\n" for line in lines))
+             {"completion": "no final answer", "gold": "3", "id": 2},
+             {"completion": "Final Answer: The final answer is $28$. I hope it is correct.", "gold": "28", "id": 3}]
+    stdin = "".join(json.dumps(line) + "\n" for line in lines)
+    result = harness("grade", "-", stdin=stdin)
     assert result.returncode == 0, result.stderr
     out = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [(o["id"], o["answer"], o["correct"]) for o in out] == [(1, "\\dfrac{1}{2}", True), (2, None, False)]
+    assert [(o["id"], o["answer"], o["correct"]) for o in out] == [
+        (1, "\\dfrac{1}{2}", True), (2, None, False), (3, "28", True)]  # boxed, then "answer is" phrasings
     summary = json.loads(result.stderr.strip().splitlines()[-1])
-    assert summary["count"] == 2 and summary["accuracy"] == 0.5
+    assert summary["count"] == 3 and summary["correct"] == 2
+    boxed_only = harness("grade", "-", "--parser-opt", "fallbacks=", stdin=stdin)
+    assert [json.loads(line)["answer"] for line in boxed_only.stdout.splitlines()] == ["\\dfrac{1}{2}", None, None]
 
 
 def test_grade_reports_the_bad_line():

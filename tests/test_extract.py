@@ -55,6 +55,8 @@ def test_fallbacks_are_off_by_default():
     """Without fallbacks, prose answers and bare numbers are not answers."""
     assert extract_answer("The answer is 17.") is None
     assert extract_answer("we get 3 + 4 = 7") is None
+    assert extract_answer("Let us answer the question", ["answer_is"]) is None  # "answer" + words: no answer
+    assert extract_answer("\\boxed{4}<|im_end|>") == "4"
 
 
 @pytest.mark.parametrize(
@@ -64,6 +66,11 @@ def test_fallbacks_are_off_by_default():
         ("The answer is 17.", "17"),
         ("Answer: **C**", "C"),
         ("the answer is 3.\nThen the answer is 4.5.\nmore text", "4.5"),
+        ("Final Answer: The final answer is $28$. I hope it is correct.", "28"),
+        ("Answer \\( 9 \\)", "9"),
+        ("so x = 3. Answer = 12", "12"),
+        ("The answer is 2/3.<|im_end|>", "2/3"),
+        ("We answer the question first. The answer is 5", "5"),
     ],
 )
 def test_answer_is_fallback(text, expected):
