@@ -29,7 +29,14 @@ from fractions import Fraction
 from functools import lru_cache
 
 from harness.answer_parsers.checker import GraderUnavailableError, MathVerifyWorker, WorkerStats
-from harness.answer_parsers.normalize import MAX_CACHED_CHARS, MAX_DEPTH, canonical, parse_number, split_group
+from harness.answer_parsers.normalize import (
+    MAX_CACHED_CHARS,
+    MAX_DEPTH,
+    canonical,
+    decimal_places,
+    parse_number,
+    split_group,
+)
 
 __all__ = ["DEFAULT_TIMEOUT", "canonical", "is_equivalent", "shutdown", "start_worker", "worker_stats"]
 
@@ -131,7 +138,7 @@ def _keys_equal(answer: str, gold: str, deadline: float, depth: int) -> bool:
     answer_number, answer_group = _shape(answer) if len(answer) <= MAX_WORKER_CHARS else (None, None)
     gold_number, gold_group = _shape(gold) if len(gold) <= MAX_WORKER_CHARS else (None, None)
     if answer_number is not None and gold_number is not None:
-        return answer_number == gold_number
+        return numbers_equal(answer, answer_number, gold, gold_number)
     if answer_group is not None and gold_group is not None and depth < MAX_DEPTH:
         verdict = _groups_equal(answer_group, gold_group, deadline, depth)
         if verdict is not None:
@@ -155,6 +162,22 @@ def _order_free(answer_group, gold_group) -> bool:
         return "single" if group is None else "unordered" if group[0] in _UNORDERED else "ordered"
 
     return kind(answer_group) == kind(gold_group)
+
+
+def numbers_equal(answer: str, answer_value: Fraction, gold: str, gold_value: Fraction) -> bool:
+    """Exact, except that a long decimal (6+ places) beside an exact number equals it when it is that number
+    rounded or truncated to its places: 0.0833333333333333 = 1/12 and 0.666666 = 2/3, but 0.3 != 1/3 and
+    0.333343 != 1/3. Two decimals compare exactly (a changed digit is a different answer)."""
+    answer_places, gold_places = decimal_places(answer), decimal_places(gold)
+    if (answer_places is None) == (gold_places is None):
+        return answer_value == gold_value
+    decimal, exact, places = ((answer_value, gold_value, answer_places) if answer_places is not None
+                              else (gold_value, answer_value, gold_places))
+    scale = 10**places
+    scaled = exact * scale
+    rounded = math.floor(scaled + Fraction(1, 2)) if scaled >= 0 else -math.floor(-scaled + Fraction(1, 2))
+    truncated = math.trunc(scaled)
+    return decimal * scale in (rounded, truncated)
 
 
 def _groups_equal(answer_group, gold_group, deadline: float, depth: int) -> bool | None:

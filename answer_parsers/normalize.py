@@ -30,6 +30,8 @@ _DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree(?![A-Za-z])")
 _UNIT_TAIL = re.compile(r"\\(?:text|mbox|mathrm)\s*\{\s*[A-Za-z][A-Za-z .]*\}(?:\^\{?[23]\}?)?\s*")
 _TEXT = re.compile(r"\\(?:text|textbf|textit|textrm|mbox|mathrm|mathbf|operatorname)\s*\{([^{}]*)\}")
 _PERCENT_WORD = re.compile(r"([0-9}])\s*(?:percent|per\s?cent|pct)\.?$", re.IGNORECASE)  # "28 percent" = "28\\%"
+LONG_DECIMAL_PLACES = 6
+_LONG_DECIMAL = re.compile(r"[-+]?[0-9]*\.([0-9]{" + str(LONG_DECIMAL_PLACES) + ",})")
 _THOUSANDS = re.compile(r"[-+]?[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?")
 _ASSIGNMENT = re.compile(r"^[A-Za-z](?:_\{?[0-9A-Za-z]+\}?)?(?:=|\\in(?![A-Za-z]))([^=]+)$")
 _CHOICE = re.compile(r"^\(([A-E])\)$")
@@ -84,6 +86,12 @@ def parse_number(key: str) -> Fraction | None:
         value = None if fraction is None else Fraction(match[2]) + fraction
         return None if value is None else (-value if match[1] == "-" else value)
     return None
+
+
+def decimal_places(key: str) -> int | None:
+    """The number of decimal places of a long decimal key ("0.0833333333333333": 16), else None."""
+    match = _LONG_DECIMAL.fullmatch(key)
+    return len(match.group(1)) if match else None
 
 
 def format_number(value: Fraction) -> str:
@@ -162,7 +170,9 @@ def _structure(text: str, depth: int) -> str:
     text = _strip_base(text)
     value = parse_number(text)
     if value is not None:
-        return format_number(value)
+        # a long decimal keeps its digits: how many it has says how it was rounded (0.0833333333333333 is
+        # 1/12 to 16 places, not the fraction 833333333333333/10^16), and math-verify reads it as a float
+        return text.lstrip("+") if _LONG_DECIMAL.fullmatch(text) else format_number(value)
     if depth >= MAX_DEPTH:
         return text
     if text.startswith("(") and text.endswith(")") and _closes_at_end(text, 1):

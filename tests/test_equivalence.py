@@ -60,15 +60,25 @@ EQUAL = [
     ("28 pct", "28\\%"),
     ("1, 2, 3", "\\{1,2,3\\}"),  # what several boxes extract to, against a set gold
     ("(5,2), (7,2)", "(5,2),(7,2)"),
+    ("0.0833333333333333", "\\frac{1}{12}"),  # a long decimal: the exact value rounded or truncated to its places
+    ("0.666666", "\\frac{2}{3}"),
+    ("0.666667", "2/3"),
+    ("4.123105625617661", "\\sqrt{17}"),  # math-verify reads a long decimal as a float
+    ("2.000000", "2"),
 ]
 
 NOT_EQUAL = [
     ("26", "25"),
     ("percent", "28"),
     ("29 percent", "28\\%"),
+    ("0.3", "\\frac{1}{3}"),  # a short decimal is exact
+    ("0.333343", "\\frac{1}{3}"),  # a changed digit
+    ("0.0833333333333343", "\\frac{1}{12}"),
+    ("0.5000001", "0.5"),
+    ("-0.333333", "\\frac{1}{3}"),
     ("3", "\\frac{14}{3}"),  # TTRL's label check re-extracts "last number": \frac{14}{3} -> 3
     ("14", "\\frac{14}{3}"),
-    ("0.333333", "\\frac13"),  # exact numbers: a rounded decimal is not the fraction
+    ("0.33", "\\frac13"),  # exact numbers: a short rounded decimal is not the fraction
     ("-4", "4.0"),
     ("(3,4)", "(3,4]"),
     ("[3,4]", "(3,4]"),
