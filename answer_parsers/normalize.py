@@ -30,6 +30,13 @@ _DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree(?![A-Za-z])")
 _UNIT_TAIL = re.compile(r"\\(?:text|mbox|mathrm)\s*\{\s*[A-Za-z][A-Za-z .]*\}(?:\^\{?[23]\}?)?\s*")
 _TEXT = re.compile(r"\\(?:text|textbf|textit|textrm|mbox|mathrm|mathbf|operatorname)\s*\{([^{}]*)\}")
 _PERCENT_WORD = re.compile(r"([0-9}])\s*(?:percent|per\s?cent|pct)\.?$", re.IGNORECASE)  # "28 percent" = "28\\%"
+_LESS = r"(\\leq|<)"
+_LEQ = "\\leq"
+_CHAINED = re.compile(rf"([^<>=]+?){_LESS} ?([a-z]) ?{_LESS}([^<>=]+)")
+_ONE_SIDED = re.compile(r"([a-z]) ?(\\geq|>|\\leq|<) ?([^<>=]+)")
+_ONE_SIDED_FLIPPED = re.compile(r"([^<>=]+?) ?(\\geq|>|\\leq|<) ?([a-z])")
+_FLIP = {"\\geq": "\\leq", ">": "<", "\\leq": "\\geq", "<": ">"}
+MAX_INTERVAL_CHARS = 200  # longer relations stay as they are (the regexes run on short keys only)
 LONG_DECIMAL_PLACES = 6
 _LONG_DECIMAL = re.compile(r"[-+]?[0-9]*\.([0-9]{" + str(LONG_DECIMAL_PLACES) + ",})")
 _THOUSANDS = re.compile(r"[-+]?[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?")
@@ -159,8 +166,43 @@ def _drop_unit(text: str) -> str:
     return text
 
 
+def as_interval(text: str) -> str | None:
+    """A one-variable inequality as the interval it describes, else None: "-2\\leq x\\leq7" -> "[-2,7]",
+    "x>5" -> "(5,\\infty)", "x\\leq3" -> "(-\\infty,3]". Bounds must not hold the variable or a relation."""
+    text = text.replace(">=", "\\geq").replace("<=", "\\leq").replace("≥", "\\geq").replace("≤", "\\leq")
+    match = _CHAINED.fullmatch(text)
+    if match:
+        low, low_relation, variable, high_relation, high = (part.strip() for part in match.groups())
+        if _bounds_are_free_of(variable, low, high):
+            opener = "[" if low_relation == _LEQ else "("
+            closer = "]" if high_relation == _LEQ else ")"
+            return f"{opener}{low},{high}{closer}"
+        return None
+    match = _ONE_SIDED.fullmatch(text)
+    if match:
+        variable, relation, bound = (part.strip() for part in match.groups())
+    else:
+        match = _ONE_SIDED_FLIPPED.fullmatch(text)
+        if not match:
+            return None
+        bound, relation, variable = (part.strip() for part in match.groups())
+        relation = _FLIP[relation]
+    if not _bounds_are_free_of(variable, bound):
+        return None
+    return {"\\geq": f"[{bound},\\infty)", ">": f"({bound},\\infty)", "\\leq": f"(-\\infty,{bound}]",
+            "<": f"(-\\infty,{bound})"}[relation]
+
+
+def _bounds_are_free_of(variable: str, *bounds: str) -> bool:
+    return all(bound and not re.search(rf"(?<![A-Za-z\\]){variable}(?![A-Za-z])|[<>=]|\\[lg]eq|\\in", bound)
+               for bound in bounds)
+
+
 def _structure(text: str, depth: int) -> str:
-    """Assignment, choice letters, bases, numbers, then groups element by element."""
+    """Inequalities as intervals, assignment, choice letters, bases, numbers, then groups element by element."""
+    interval = as_interval(text) if depth == 0 and len(text) <= MAX_INTERVAL_CHARS else None
+    if interval is not None:
+        text = interval
     assignment = _ASSIGNMENT.match(text) if depth == 0 else None  # "x=1,y=2" must keep its names
     if assignment and assignment.group(1):
         text = assignment.group(1)

@@ -65,6 +65,10 @@ EQUAL = [
     ("0.666667", "2/3"),
     ("4.123105625617661", "\\sqrt{17}"),  # math-verify reads a long decimal as a float
     ("2.000000", "2"),
+    ("-2 \\le x \\le 7", "x \\in [-2, 7]"),  # a one-variable inequality is the interval it describes
+    ("x \\geq 5", "[5, \\infty)"),
+    ("3 > x", "x < 3"),
+    ("1 < x \\leq 3", "(1,3]"),
 ]
 
 NOT_EQUAL = [
@@ -75,6 +79,8 @@ NOT_EQUAL = [
     ("0.333343", "\\frac{1}{3}"),  # a changed digit
     ("0.0833333333333343", "\\frac{1}{12}"),
     ("0.5000001", "0.5"),
+    ("x \\geq 5", "x > 5"),  # open and closed ends differ
+    ("-2 < x < 7", "[-2, 7]"),
     ("-0.333333", "\\frac{1}{3}"),
     ("3", "\\frac{14}{3}"),  # TTRL's label check re-extracts "last number": \frac{14}{3} -> 3
     ("14", "\\frac{14}{3}"),
