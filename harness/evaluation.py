@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from statistics import fmean
 
 from harness.config import EvalConfig
-from harness.grouping import cluster_answers
+from harness.grouping import cluster_answers, correct_flags
 from harness.interfaces import AnswerParser, Sampler, SamplingParams
 from harness.metrics import majority_is_correct
 from harness.types import Problem
@@ -57,8 +57,7 @@ def problem_scores(texts: Sequence[str], gold: str, parser: AnswerParser) -> dic
     """
     answers = [parser.extract(text) for text in texts]
     clusters, representatives = cluster_answers(answers, parser.equivalent)
-    cluster_correct = [parser.equivalent(representative, gold) for representative in representatives]
-    correct = [cluster is not None and cluster_correct[cluster] for cluster in clusters]
+    correct = correct_flags(clusters, representatives, parser.equivalent, gold)
     return {
         "avg": fmean(correct) if correct else 0.0,
         "maj": float(majority_is_correct(clusters, correct)),

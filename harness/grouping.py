@@ -53,5 +53,11 @@ def build_group(
 
 def gold_flags(group: Group, gold: str) -> list[bool]:
     """Per sample: is its answer equivalent to the gold? One grader call per cluster, not per sample."""
-    cluster_correct = [group.equivalent(rep, gold) for rep in group.cluster_answers]
-    return [c is not None and cluster_correct[c] for c in group.clusters]
+    return correct_flags(group.clusters, group.cluster_answers, group.equivalent, gold)
+
+
+def correct_flags(clusters: Sequence[int | None], representatives: Sequence[str],
+                  equivalent: Callable[[str, str], bool], gold: str) -> list[bool]:
+    """Per sample, from its cluster: does the cluster's answer equal the gold (no answer: False)?"""
+    cluster_correct = [equivalent(representative, gold) for representative in representatives]
+    return [cluster is not None and cluster_correct[cluster] for cluster in clusters]

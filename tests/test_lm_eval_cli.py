@@ -10,15 +10,11 @@ import sys
 import pytest
 
 from harness.errors import ConfigError
-from harness.integrations import lm_eval, lm_eval_cli
+from harness.integrations import lm_eval_cli
 from harness.integrations.lm_eval_ttrl import GOLD_FIGURES, TTRLLM
 from tests.conftest import REPO
 
 TINY = ["--tasks", "ttrl_arith", "--limit", "2", "--k", "2", "--max-tokens", "32"]
-
-
-def test_the_cli_knows_our_lm_eval_names_without_importing_lm_eval():
-    assert (lm_eval_cli.MODEL_NAME, lm_eval_cli.TASK_PREFIX) == (lm_eval.MODEL_NAME, lm_eval.TASK_PREFIX)
 
 
 def test_lm_eval_arguments_pass_through_with_our_defaults_only_where_they_say_nothing():

@@ -27,11 +27,10 @@ from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 
 from harness.errors import ConfigError
+from harness.integrations import MODEL_NAME, TASK_PREFIX
 from harness.interfaces import Sampler, SamplingParams
 from harness.types import Problem
 
-MODEL_NAME = "ttrl-harness"
-TASK_PREFIX = "ttrl_"  # lm-eval has its own `aime24`; ours must not collide with it
 FILTER_NAME = "graded"
 # Our task name -> (benchmark plugin, its options). Any other registered benchmark is also accepted.
 TASKS: dict[str, tuple[str, dict[str, Any]]] = {

@@ -15,11 +15,9 @@ import argparse
 import tempfile
 from typing import Any
 
+from harness.integrations import MODEL_NAME, TASK_PREFIX
+
 DEFAULT_PRETRAINED = "smollm2-135m"
-# Our lm-eval names, as harness.integrations.lm_eval defines them (not imported here: building the `harness`
-# command line must not import lm-eval and torch).
-MODEL_NAME = "ttrl-harness"
-TASK_PREFIX = "ttrl_"
 
 
 def add_task_flags(parser: argparse.ArgumentParser) -> None:
