@@ -179,7 +179,8 @@ def collect(engines: Engines, config: RunConfig, step: int, problems: list[Probl
     lengths = [len(c.token_ids) for group in groups for c in group.completions]
     record = {"step": step, **diagnostics, "response_length": sum(lengths) / len(lengths),
               "sampled_tokens": sum(lengths)}
-    return RolloutBatch(to_rollouts(groups, verdicts, config.train_samples)), record
+    rollouts = to_rollouts(groups, verdicts, config.train_samples)
+    return RolloutBatch(rollouts, temperature=config.temperature, max_tokens=config.max_tokens), record
 
 
 def learn(engines: Engines, batch: RolloutBatch, timer: PhaseTimer) -> dict:

@@ -89,9 +89,12 @@ class Rollout:
 
 @dataclass
 class RolloutBatch:
-    """Everything one optimizer step trains on."""
+    """Everything one optimizer step trains on, and how it was sampled (training log-probs are computed at
+    the sampling temperature; `max_tokens` is the completion budget, Dr. GRPO's normaliser)."""
 
     rollouts: list[Rollout]
+    temperature: float = 1.0
+    max_tokens: int | None = None
 
     def __len__(self) -> int:
         return len(self.rollouts)

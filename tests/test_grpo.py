@@ -157,20 +157,26 @@ def test_state_dict_round_trip_resumes_identically(model_path, rollouts) -> None
 
 @pytest.mark.slow
 def test_kl_ppo_epochs_and_equal_reward_groups(model_path, rollouts) -> None:
-    """KL to the reference and clipping appear in a 2nd PPO epoch; all-equal reward groups are skipped."""
+    """KL to the reference and clipping appear in a 2nd PPO epoch. An all-equal reward group still runs when
+    the KL loss moves it (TRL and verl keep it), is skipped on request, and is skipped when nothing moves it."""
     flat = [Rollout(r.problem_id, r.prompt_token_ids, r.completion_token_ids, 1.0, r.group_index) for r in rollouts]
     optimizer = make_optimizer(model_path, total_steps=10, kl_coef=0.05, ppo_epochs=2)
     assert isinstance(optimizer.reference, torch.nn.Module)
     metrics = optimizer.step(RolloutBatch(rollouts[:4] + flat[4:]))
-    assert metrics["skipped_groups"] == 1 and metrics["trained_sequences"] == 4
-    assert metrics["tokens"] == sum(len(r.prompt_token_ids) + len(r.completion_token_ids) for r in rollouts[:4])
+    assert metrics["skipped_groups"] == 0 and metrics["trained_sequences"] == 8
     assert metrics["kl"] > 0  # mean over epochs: the 2nd epoch runs on moved weights
     assert metrics["clip_fraction"] > 0  # the 2nd epoch is off-policy and clips at lr 5e-5
-    weights = {name: tensor.clone() for name, tensor in optimizer.named_weights()}
-    idle = optimizer.step(RolloutBatch(flat))
+    optimizer.options = optimizer.options.model_copy(update={"skip_equal_reward_groups": True})
+    skipping = optimizer.step(RolloutBatch(rollouts[:4] + flat[4:]))
+    assert skipping["skipped_groups"] == 1 and skipping["trained_sequences"] == 4
+    assert skipping["tokens"] == sum(len(r.prompt_token_ids) + len(r.completion_token_ids) for r in rollouts[:4])
+
+    no_kl = make_optimizer(model_path, total_steps=10, kl_coef=0.0)
+    weights = {name: tensor.clone() for name, tensor in no_kl.named_weights()}
+    idle = no_kl.step(RolloutBatch(flat))
     assert idle["skipped_groups"] == 2 and idle["tokens"] == 0 and idle["grad_norm"] == 0
-    assert optimizer.step_count == 2
-    assert all(torch.equal(tensor, weights[name]) for name, tensor in optimizer.named_weights())
+    assert no_kl.step_count == 1
+    assert all(torch.equal(tensor, weights[name]) for name, tensor in no_kl.named_weights())
 
 
 @pytest.mark.slow

@@ -7,11 +7,12 @@ import math
 import pytest
 import torch
 
+from harness.optimizers.advantages import compute_advantages
 from harness.optimizers.losses import (
     chunked_token_logprobs,
     clipped_policy_loss,
     fused_head_loss,
-    group_advantages,
+    kl_estimate,
     low_var_kl,
     token_weights,
 )
@@ -22,7 +23,7 @@ def test_advantages_are_group_normalized_with_unbiased_std() -> None:
     """Reward minus the group mean, divided by the group's unbiased std (+ eps), per group_index."""
     rewards = torch.tensor([1.0, 0.0, 0.0, 0.0, 5.0, 7.0])
     groups = torch.tensor([3, 3, 3, 3, 9, 9])
-    adv = group_advantages(rewards, groups, scale_rewards=True, eps=1e-6)
+    adv = compute_advantages(rewards, groups, scaling="group", eps=1e-6)
     std = torch.tensor([1.0, 0.0, 0.0, 0.0]).std().item()  # unbiased: 0.5
     expected = [0.75 / (std + 1e-6), -0.25 / (std + 1e-6)]
     assert adv[0].item() == pytest.approx(expected[0], rel=1e-5)
@@ -32,10 +33,10 @@ def test_advantages_are_group_normalized_with_unbiased_std() -> None:
 
 
 def test_advantages_without_std_scaling_are_centered_rewards() -> None:
-    """scale_rewards=False leaves the advantage as reward minus group mean (Dr. GRPO)."""
+    """scale_rewards=none leaves the advantage as reward minus group mean (Dr. GRPO)."""
     rewards = torch.tensor([1.0, 0.0, 0.0, 0.0, 5.0, 7.0])
     groups = torch.tensor([0, 0, 0, 0, 1, 1])
-    adv = group_advantages(rewards, groups, scale_rewards=False)
+    adv = compute_advantages(rewards, groups, scaling="none")
     assert adv.tolist() == pytest.approx([0.75, -0.25, -0.25, -0.25, -1.0, 1.0])
 
 
@@ -43,7 +44,7 @@ def test_equal_rewards_and_singletons_get_exactly_zero_advantage() -> None:
     """A group whose rewards are all equal (or a group of one) has zero advantage, not NaN."""
     rewards = torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0, 1.0])
     groups = torch.tensor([0, 0, 0, 1, 1, 2])
-    adv = group_advantages(rewards, groups)
+    adv = compute_advantages(rewards, groups)
     assert adv.tolist() == [0.0] * 6
 
 
@@ -156,3 +157,79 @@ def test_lr_schedule_warms_up_then_decays_by_cosine() -> None:
     assert lrs[-1] > 0
     assert lr_at(100, 100, 0.03, 1.0) == 0.0
     assert lr_at(0, 1, 0.03, 2e-5) == 2e-5  # a one-step run trains at full lr
+
+
+# ---- verl's formulas where TRL has no equivalent (verl 0.9.1, verl/trainer/ppo/core_algos.py), re-stated ----
+
+
+def verl_agg_loss(loss_mat: torch.Tensor, mask: torch.Tensor, mode: str, scale_factor: float) -> torch.Tensor:
+    """verl's `agg_loss` on one [B, T] batch (dp_size 1)."""
+    if mode == "token-mean":
+        return (loss_mat * mask).sum() / mask.sum()
+    if mode == "token-sum":
+        return (loss_mat * mask).sum()
+    seq_mask = (mask.sum(-1) > 0).float()
+    if mode == "seq-mean-token-mean":
+        seq_losses = (loss_mat * mask).sum(-1) / (mask.sum(-1) + 1e-8)
+        return (seq_losses * seq_mask).sum() / seq_mask.sum()
+    loss = ((loss_mat * mask).sum(-1) * seq_mask).sum() / seq_mask.sum()
+    return loss / scale_factor if mode == "seq-mean-token-sum-norm" else loss
+
+
+@pytest.mark.parametrize(
+    "mode", ["token-mean", "token-sum", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"]
+)
+def test_token_weights_equal_verl_agg_loss_split_over_micro_batches(mode: str) -> None:
+    """Every verl aggregation, with the batch split over two micro-batches, equals verl's one-batch agg_loss."""
+    torch.manual_seed(0)
+    lengths = [3, 5, 1, 4]
+    loss_mat, mask = torch.randn(4, 5), torch.zeros(4, 5)
+    for row, length in enumerate(lengths):
+        mask[row, :length] = 1
+    expected = verl_agg_loss(loss_mat, mask, mode, scale_factor=8.0)
+    total = torch.tensor(0.0)
+    for rows in ([0, 1], [2, 3]):
+        values = torch.cat([loss_mat[r, : lengths[r]] for r in rows])
+        seq_ids = torch.cat([torch.full((lengths[r],), k) for k, r in enumerate(rows)])
+        total = total + (values * token_weights(seq_ids, mode, sum(lengths), 4, 8.0)).sum()
+    assert float(total) == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_dual_clip_equals_verl_vanilla_policy_loss() -> None:
+    """verl's `compute_policy_loss_vanilla` per-token losses, clip_ratio_c 3, clip-higher 0.28."""
+    torch.manual_seed(1)
+    logp, old = torch.randn(200) * 0.1 - 1, torch.randn(200) * 0.1 - 1
+    logp[:20] += 2.0  # ratios around e^2 = 7.4, beyond the dual clip
+    adv = torch.randn(200)
+    ratio = torch.exp(torch.clamp(logp - old, -20, 20))
+    pg1, pg2 = -adv * ratio, -adv * torch.clamp(ratio, 1 - 0.2, 1 + 0.28)
+    clip1 = torch.maximum(pg1, pg2)
+    expected = torch.where(adv < 0, torch.minimum(-adv * 3.0, clip1), clip1)
+    ours, _ = clipped_policy_loss(logp, old, adv, 0.2, 0.28, clip_ratio_c=3.0)
+    assert torch.allclose(ours, expected, atol=1e-6)
+    assert bool((expected != clip1).any()), "the dual clip must be active somewhere in this example"
+
+
+def test_kl_estimators_equal_verl_kl_penalty() -> None:
+    """k1 = log p - log ref, k2 = (log p - log ref)^2 / 2, k3 = verl's clamped low_var_kl."""
+    logp, ref = torch.tensor([-1.0, -2.0, -0.5, -30.0]), torch.tensor([-1.5, -1.0, -0.5, -1.0])
+    assert torch.allclose(kl_estimate(logp, ref, "k1"), logp - ref)
+    assert torch.allclose(kl_estimate(logp, ref, "k2"), 0.5 * (logp - ref) ** 2)
+    diff = torch.clamp(ref - logp, -20, 20)
+    assert torch.allclose(kl_estimate(logp, ref, "k3"), torch.clamp(torch.exp(diff) - diff - 1, -10, 10))
+    assert float(kl_estimate(logp, ref, "k3")[3]) == 10.0  # clamped, as verl
+
+
+def test_rloo_equals_verl_leave_one_out_and_batch_scaling_uses_the_batch_std() -> None:
+    """verl's `compute_rloo_outcome_advantage`: r * n/(n-1) - mean * n/(n-1); TRL's batch scaling."""
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0])
+    groups = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    rloo = compute_advantages(rewards, groups, estimator="rloo", scaling="none")
+    for g in (0, 1):
+        members = rewards[groups == g]
+        n = members.numel()
+        others_mean = (members.sum() - members) / (n - 1)
+        assert torch.allclose(rloo[groups == g], members - others_mean)
+    batch = compute_advantages(rewards, groups, scaling="batch", eps=1e-4)
+    centered = compute_advantages(rewards, groups, scaling="none")
+    assert torch.allclose(batch, centered / (rewards.std() + 1e-4))

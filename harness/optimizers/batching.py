@@ -27,7 +27,7 @@ class MicroBatch:
     gather_index: Tensor  # [n]: index into the flattened [b * L] hidden states predicting each target
     targets: Tensor  # [n]: the completion tokens
     seq_ids: Tensor  # [n]: row of each target within the micro-batch
-    advantages: Tensor  # [n]: the sequence advantage, repeated per token
+    advantages: Tensor  # [n]: the sequence advantage, repeated per token (set by `with_advantages`)
     rollout_indices: list[int]  # positions in the step's batch
     num_tokens: int  # prompt + completion tokens of the real (unpadded) sequences
 
@@ -62,9 +62,7 @@ def validate_rollouts(rollouts: list[Rollout], vocab_size: int, max_positions: i
             )
 
 
-def build_micro_batches(
-    rollouts: list[Rollout], indices: list[int], advantages: Tensor, micro_batch_size: int
-) -> list[MicroBatch]:
+def build_micro_batches(rollouts: list[Rollout], indices: list[int], micro_batch_size: int) -> list[MicroBatch]:
     """Micro-batches of at most `micro_batch_size` sequences, longest first, to minimize padding.
 
     Rollouts without completion tokens carry no loss and are left out.
@@ -73,16 +71,23 @@ def build_micro_batches(
     usable.sort(key=lambda i: len(rollouts[i].prompt_token_ids) + len(rollouts[i].completion_token_ids))
     usable.reverse()  # longest first: peak memory shows up on the first micro-batch, not mid-step
     return [
-        _make_micro_batch(rollouts, usable[start : start + micro_batch_size], advantages)
+        _make_micro_batch(rollouts, usable[start : start + micro_batch_size])
         for start in range(0, len(usable), micro_batch_size)
     ]
 
 
-def _make_micro_batch(rollouts: list[Rollout], chosen: list[int], advantages: Tensor) -> MicroBatch:
+def with_advantages(mb: MicroBatch, advantages: Tensor) -> MicroBatch:
+    """`mb` with each token carrying its sequence's entry of `advantages` (indexed by position in the batch)."""
+    per_sequence = advantages[mb.rollout_indices].to(device=mb.seq_ids.device, dtype=torch.float32)
+    mb.advantages = per_sequence[mb.seq_ids]
+    return mb
+
+
+def _make_micro_batch(rollouts: list[Rollout], chosen: list[int]) -> MicroBatch:
     inputs = [rollouts[i].prompt_token_ids + rollouts[i].completion_token_ids[:-1] for i in chosen]
     width = max(len(ids) for ids in inputs)
     input_ids = torch.full((len(chosen), width), PAD_ID, dtype=torch.long)
-    gather, targets, seq_ids, token_adv = [], [], [], []
+    gather, targets, seq_ids = [], [], []
     num_tokens = 0
     for row, (i, ids) in enumerate(zip(chosen, inputs, strict=True)):
         input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
@@ -92,14 +97,14 @@ def _make_micro_batch(rollouts: list[Rollout], chosen: list[int], advantages: Te
         gather.append(torch.arange(start, start + len(completion)))
         targets.append(torch.tensor(completion, dtype=torch.long))
         seq_ids.append(torch.full((len(completion),), row, dtype=torch.long))
-        token_adv.append(advantages[i].expand(len(completion)))
         num_tokens += prompt_len + len(completion)
+    flat_targets = torch.cat(targets)
     return MicroBatch(
         input_ids,
         torch.cat(gather),
-        torch.cat(targets),
+        flat_targets,
         torch.cat(seq_ids),
-        torch.cat(token_adv).float(),
+        torch.zeros(flat_targets.shape, dtype=torch.float32),
         list(chosen),
         num_tokens,
     )

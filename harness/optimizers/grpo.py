@@ -1,15 +1,17 @@
 """GRPO in plain torch + transformers: the `grpo` optimizer plugin.
 
-One `step` = group-normalized advantages, PPO-clip loss (+ low_var_kl to a frozen reference) over
-length-sorted micro-batches with gradient accumulation, gradient clipping, one AdamW update per PPO epoch.
-Speed: logits only at completion positions, through a chunked LM head fused with the loss (losses.py);
-groups whose rewards are all equal are never run; with ppo_epochs == 1 the old log-probs are the current
-ones detached (TRL does the same), so no extra forward pass.
+One `step` = group-baseline advantages (advantages.py), PPO-clip loss (+ KL to a frozen reference, in the
+loss or in the reward) over length-sorted micro-batches with gradient accumulation, normalised over the
+whole batch, gradient clipping, one AdamW update per PPO epoch. Log-probs are computed at the sampling
+temperature. Speed: logits only at completion positions, through a chunked LM head fused with the loss
+(losses.py); groups whose rewards are all equal are not run where their loss is exactly 0; with
+ppo_epochs == 1 the old log-probs are the current ones detached (TRL does the same).
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -20,14 +22,14 @@ from torch import Tensor, nn
 
 from harness.errors import ConfigError, DataError
 from harness.interfaces import Optimizer
-from harness.optimizers.batching import MicroBatch, build_micro_batches, validate_rollouts
+from harness.optimizers.advantages import compute_advantages, groups_with_signal
+from harness.optimizers.batching import MicroBatch, build_micro_batches, validate_rollouts, with_advantages
 from harness.optimizers.losses import (
     HeadWorkspace,
     chunked_token_logprobs,
     clipped_policy_loss,
     fused_head_loss,
-    group_advantages,
-    low_var_kl,
+    kl_estimate,
     token_weights,
 )
 from harness.optimizers.options import GRPOOptions
@@ -133,6 +135,7 @@ class GRPOOptimizer(Optimizer):
         )
         self._workspace = HeadWorkspace()
         self._grads_pending = False
+        self._temperature = 1.0
         self.step_count = 0
         config = self.policy.config
         self._vocab_size = int(config.vocab_size)
@@ -142,53 +145,102 @@ class GRPOOptimizer(Optimizer):
 
     def step(self, batch: RolloutBatch) -> dict[str, float]:
         started = time.perf_counter()
+        opts = self.options
         rollouts = list(batch.rollouts)
         validate_rollouts(rollouts, self._vocab_size, self._max_positions)
+        if not (math.isfinite(batch.temperature) and batch.temperature > 0):
+            raise DataError(f"batch temperature {batch.temperature!r} must be a positive number (the sampling one)")
+        self._temperature = float(batch.temperature)
         rewards = torch.tensor([float(r.reward) for r in rollouts], dtype=torch.float64)
         groups = torch.tensor([int(r.group_index) for r in rollouts], dtype=torch.long)
-        advantages = group_advantages(rewards, groups, self.options.scale_rewards, self.options.advantage_eps)
-        trained, skipped_groups = _groups_with_signal(rollouts)
-        indices = [i for i, r in enumerate(rollouts) if r.group_index in trained]
-        micro_batches = [
-            mb.to(self.device)
-            for mb in build_micro_batches(rollouts, indices, advantages, self.options.micro_batch_size)
-        ]
-        lr = lr_at(self.step_count, self.total_steps, self.options.warmup_ratio, self.options.lr)
+        run = self._rollouts_to_run(rewards, groups)
+        micro_batches = [mb.to(self.device) for mb in build_micro_batches(rollouts, run, opts.micro_batch_size)]
+        reference = self._frozen_logprobs(self.reference, micro_batches) if self.reference else None
+        # Old log-probs need their own pass only off-policy or for a KL in the reward; on-policy they are the
+        # current ones detached (TRL does the same), so no extra forward pass.
+        old = self._frozen_logprobs(self.policy, micro_batches) if opts.ppo_epochs > 1 or opts.kl_in_reward else None
+        sums: dict[str, float] = defaultdict(float)
+        if opts.kl_in_reward and reference is not None and old is not None:
+            rewards = rewards - opts.kl_coef * self._sequence_kl(micro_batches, old, reference, len(rollouts), sums)
+        advantages = compute_advantages(rewards, groups, opts.advantage_estimator, opts.reward_scaling,
+                                        opts.advantage_eps)
+        micro_batches = [with_advantages(mb, advantages) for mb in micro_batches]
+        lr = lr_at(self.step_count, self.total_steps, opts.warmup_ratio, opts.lr)
         for group in self.adamw.param_groups:
             group["lr"] = lr
-        sums: dict[str, float] = defaultdict(float)
         if micro_batches:
-            self._train(micro_batches, sums)
+            self._train(micro_batches, reference, old, self._normalisers(rollouts, batch), sums)
         self.step_count += 1
+        return self._step_metrics(sums, micro_batches, rewards, advantages, groups, run, lr, started)
+
+    def _rollouts_to_run(self, rewards: Tensor, groups: Tensor) -> list[int]:
+        """Indices of the rollouts that get a forward pass. A group whose rewards are all equal has advantage
+        0; it is skipped only where that changes nothing (no KL or entropy term in the loss) or where
+        `skip_equal_reward_groups` says so. A KL in the reward needs every sequence's log-probs."""
+        opts = self.options
+        loss_moves_all = opts.kl_in_loss or opts.entropy_coef != 0.0
+        if opts.kl_in_reward or (loss_moves_all and not opts.skip_equal_reward_groups):
+            return list(range(len(rewards)))
+        signal = groups_with_signal(rewards, groups)
+        return [i for i in range(len(rewards)) if int(groups[i]) in signal]
+
+    def _normalisers(self, rollouts: list[Rollout], batch: RolloutBatch) -> tuple[float, float, float]:
+        """(completion tokens, sequences, Dr. GRPO scale) of the whole batch: skipped groups count too, as in
+        TRL and verl, so the step size does not depend on how many groups agreed."""
+        lengths = [len(r.completion_token_ids) for r in rollouts if r.completion_token_ids]
+        scale = self.options.loss_scale_factor or batch.max_tokens or max(lengths)
+        return float(sum(lengths)), float(len(lengths)), float(scale)
+
+    def _sequence_kl(
+        self, micro_batches: list[MicroBatch], old: list[Tensor], reference: list[Tensor], size: int,
+        sums: dict[str, float],
+    ) -> Tensor:
+        """Per-rollout sum of the per-token KL(old policy || reference) (verl's KL-in-reward penalty)."""
+        totals = torch.zeros(size, dtype=torch.float64)
+        tokens = 0
+        for mb, old_k, ref_k in zip(micro_batches, old, reference, strict=True):
+            kl = kl_estimate(old_k, ref_k, self.options.kl_estimator).double().cpu()
+            per_row = torch.zeros(len(mb.rollout_indices), dtype=torch.float64).index_add_(0, mb.seq_ids.cpu(), kl)
+            totals[mb.rollout_indices] = per_row
+            sums["reward_kl"] += float(kl.sum())
+            tokens += int(kl.numel())
+        sums["reward_kl"] = sums["reward_kl"] / tokens if tokens else 0.0
+        return totals
+
+    def _step_metrics(
+        self, sums: dict[str, float], micro_batches: list[MicroBatch], rewards: Tensor, advantages: Tensor,
+        groups: Tensor, run: list[int], lr: float, started: float,
+    ) -> dict[str, float]:
         seconds = time.perf_counter() - started
         tokens = sum(mb.num_tokens for mb in micro_batches)
         epochs = self.options.ppo_epochs if micro_batches else 1
         metrics = {key: sums[key] / epochs for key in ("loss", "pg_loss", "kl", "entropy", "clip_fraction")}
+        if self.options.kl_in_reward:
+            metrics["kl"] = sums["reward_kl"]  # computed once per step, before the update
+        ran_groups = {int(groups[i]) for i in run}
         metrics.update(
             grad_norm=sums["grad_norm"] / epochs,
             lr=lr,
-            advantage_mean=float(advantages.mean()) if len(rollouts) else 0.0,
-            advantage_std=float(advantages.std(unbiased=False)) if len(rollouts) else 0.0,
-            reward_mean=float(rewards.mean()) if len(rollouts) else 0.0,
+            advantage_mean=float(advantages.mean()) if len(rewards) else 0.0,
+            advantage_std=float(advantages.std(unbiased=False)) if len(rewards) else 0.0,
+            reward_mean=float(rewards.mean()) if len(rewards) else 0.0,
             tokens=float(tokens),
             trained_sequences=float(sum(len(mb.rollout_indices) for mb in micro_batches)),
-            skipped_groups=float(skipped_groups),
+            skipped_groups=float(len(set(groups.tolist())) - len(ran_groups)),
             seconds=seconds,
             tokens_per_second=tokens / seconds if seconds > 0 else 0.0,
         )
         return metrics
 
-    def _train(self, micro_batches: list[MicroBatch], sums: dict[str, float]) -> None:
-        num_tokens = float(sum(mb.targets.numel() for mb in micro_batches))
-        num_seqs = float(sum(len(mb.rollout_indices) for mb in micro_batches))
-        reference = self._frozen_logprobs(self.reference, micro_batches) if self.reference else None
-        # On-policy (one epoch, one update): old log-probs are the current ones, detached; no extra pass.
-        old = self._frozen_logprobs(self.policy, micro_batches) if self.options.ppo_epochs > 1 else None
+    def _train(
+        self, micro_batches: list[MicroBatch], reference: list[Tensor] | None, old: list[Tensor] | None,
+        normalisers: tuple[float, float, float], sums: dict[str, float],
+    ) -> None:
         for _ in range(self.options.ppo_epochs):
             for k, mb in enumerate(micro_batches):
-                ref_k = reference[k] if reference is not None else None
+                ref_k = reference[k] if reference is not None and self.options.kl_in_loss else None
                 old_k = old[k] if old is not None else None
-                self._train_micro_batch(mb, ref_k, old_k, num_tokens, num_seqs, sums)
+                self._train_micro_batch(mb, ref_k, old_k, normalisers, sums)
             sums["grad_norm"] += self._apply_update()
 
     def _train_micro_batch(
@@ -196,19 +248,20 @@ class GRPOOptimizer(Optimizer):
         mb: MicroBatch,
         ref_logp: Tensor | None,
         old_logp: Tensor | None,
-        num_tokens: float,
-        num_seqs: float,
+        normalisers: tuple[float, float, float],
         sums: dict[str, float],
     ) -> None:
         opts = self.options
-        weights = token_weights(mb.seq_ids, opts.loss_agg_mode, num_tokens, num_seqs)
+        num_tokens, num_seqs, scale = normalisers
+        weights = token_weights(mb.seq_ids, opts.aggregation, num_tokens, num_seqs, scale)
+        clip = (opts.clip_eps, opts.clip_eps_high, opts.clip_ratio_c)
 
         def token_loss(logp: Tensor, entropy: Tensor, chunk: slice) -> Tensor:
             # on-policy (old_logp None): ratio = exp(logp - logp.detach()) = 1 with the right gradient
             old = logp.detach() if old_logp is None else old_logp[chunk]
-            loss, _ = clipped_policy_loss(logp, old, mb.advantages[chunk], opts.clip_eps, opts.clip_eps_high)
+            loss, _ = clipped_policy_loss(logp, old, mb.advantages[chunk], *clip)
             if ref_logp is not None:
-                loss = loss + opts.kl_coef * low_var_kl(logp, ref_logp[chunk])
+                loss = loss + opts.kl_coef * kl_estimate(logp, ref_logp[chunk], opts.kl_estimator)
             if opts.entropy_coef != 0.0:
                 loss = loss - opts.entropy_coef * entropy
             return loss * weights[chunk]
@@ -223,18 +276,20 @@ class GRPOOptimizer(Optimizer):
         self._accumulate_master_grads()
         # metrics from the detached log-probs: cheap [n]-sized recomputation of the loss pieces
         old = logp if old_logp is None else old_logp
-        per_token, clipped = clipped_policy_loss(logp, old, mb.advantages, opts.clip_eps, opts.clip_eps_high)
+        per_token, clipped = clipped_policy_loss(logp, old, mb.advantages, *clip)
         sums["loss"] += float(loss.detach())
         sums["pg_loss"] += float((per_token * weights).sum())
         if ref_logp is not None:
-            sums["kl"] += float(low_var_kl(logp, ref_logp).sum()) / num_tokens
+            sums["kl"] += float(kl_estimate(logp, ref_logp, opts.kl_estimator).sum()) / num_tokens
         sums["entropy"] += float(entropy.sum()) / num_tokens
         sums["clip_fraction"] += float(clipped.sum()) / num_tokens
 
     def _completion_hidden(self, model: nn.Module, mb: MicroBatch) -> Tensor:
         """Final hidden states at the positions that predict completion tokens, flat [n, d]."""
         hidden = model.get_decoder()(input_ids=mb.input_ids, use_cache=False).last_hidden_state
-        return hidden.reshape(-1, hidden.shape[-1]).index_select(0, mb.gather_index)
+        hidden = hidden.reshape(-1, hidden.shape[-1]).index_select(0, mb.gather_index)
+        # logits / T (TRL and verl): the ratio and the KL compare the distributions the samples came from
+        return hidden if self._temperature == 1.0 else hidden / self._temperature
 
     @torch.no_grad()
     def _frozen_logprobs(self, model: nn.Module, micro_batches: list[MicroBatch]) -> list[Tensor]:
@@ -368,11 +423,3 @@ class GRPOOptimizer(Optimizer):
                     f"optimizer checkpoint's {name!r} has {found}, the model's has shape {tuple(master.shape)}; {hint}"
                 )
 
-
-def _groups_with_signal(rollouts: list[Rollout]) -> tuple[set[int], int]:
-    """(groups whose rewards differ, count of groups whose rewards are all equal and are skipped)."""
-    rewards_by_group: dict[int, set[float]] = defaultdict(set)
-    for rollout in rollouts:
-        rewards_by_group[int(rollout.group_index)].add(float(rollout.reward))
-    trained = {group for group, values in rewards_by_group.items() if len(values) > 1}
-    return trained, len(rewards_by_group) - len(trained)

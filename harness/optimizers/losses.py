@@ -1,38 +1,17 @@
-"""The GRPO loss pieces as pure tensor functions: advantages, chunked log-probs, clipping, KL, aggregation.
+"""The policy-loss pieces as pure tensor functions: chunked log-probs, clipping, KL estimators, aggregation.
 
 Nothing here knows about models or batches; `grpo.py` wires these together. Conventions follow verl (the
-engine of the official TTRL code): unbiased group std, the k3 ("low_var_kl") estimator clamped like verl,
-PPO clipping with optional asymmetric upper bound.
+engine of the official TTRL code), each with its source in docs/optimizers.md: the k1/k2/k3 estimators with
+k3 clamped as verl's "low_var_kl", PPO clipping with an optional asymmetric upper bound and verl's dual clip,
+verl's `loss_agg_mode` aggregations over the whole batch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
 
 import torch
 from torch import Tensor
-
-Aggregation = Literal["token-mean", "seq-mean-token-mean"]
-
-
-def group_advantages(rewards: Tensor, group_index: Tensor, scale_rewards: bool = True, eps: float = 1e-6) -> Tensor:
-    """GRPO advantages: reward minus its group's mean, divided by the group's std + eps when scaling.
-
-    Groups are the samples sharing a `group_index` (any integers, any order). The std is unbiased, as in
-    verl and TRL. A group whose rewards are all equal (including a group of one) gets exactly zero.
-    """
-    rewards = rewards.to(torch.float64)
-    advantages = torch.zeros_like(rewards)
-    for value in torch.unique(group_index):
-        members = group_index == value
-        group = rewards[members]
-        if group.numel() < 2 or bool((group == group[0]).all()):
-            continue  # no baseline to compare against: zero advantage, the sample is skipped
-        centered = group - group.mean()
-        advantages[members] = centered / (group.std() + eps) if scale_rewards else centered
-    return advantages.to(torch.float32)
-
 
 TokenLoss = Callable[[Tensor, Tensor, slice], Tensor]
 
@@ -185,33 +164,63 @@ def low_var_kl(logp: Tensor, ref_logp: Tensor) -> Tensor:
     return torch.clamp(torch.exp(log_ratio) - log_ratio - 1.0, min=-10.0, max=10.0)
 
 
+def kl_estimate(logp: Tensor, ref_logp: Tensor, estimator: str) -> Tensor:
+    """Per-token estimate of KL(policy || reference) from sampled tokens (J. Schulman, "Approximating KL
+    divergence", 2020; verl's `kl_penalty`): k1 = log p - log ref (unbiased, high variance), k2 = (log p -
+    log ref)^2 / 2, k3 = `low_var_kl`."""
+    if estimator == "k1":
+        return logp - ref_logp
+    if estimator == "k2":
+        return 0.5 * (logp - ref_logp).square()
+    if estimator == "k3":
+        return low_var_kl(logp, ref_logp)
+    raise ValueError(f"unknown KL estimator {estimator!r}; use k1, k2 or k3")
+
+
 def clipped_policy_loss(
-    logp: Tensor, old_logp: Tensor, advantages: Tensor, clip_eps: float, clip_eps_high: float | None = None
+    logp: Tensor,
+    old_logp: Tensor,
+    advantages: Tensor,
+    clip_eps: float,
+    clip_eps_high: float | None = None,
+    clip_ratio_c: float | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Per-token PPO-clip loss and a 0/1 mask of tokens where the clipped branch is the active one.
 
     `advantages` broadcasts against `logp` (one value per token). Upper bound 1 + clip_eps_high when given
-    (DAPO's "clip higher"), else 1 + clip_eps.
+    (DAPO's "clip higher"), else 1 + clip_eps. `clip_ratio_c` (> 1) is verl's dual clip (Ye et al. 2019):
+    where the advantage is negative the loss is at most -A * clip_ratio_c, so one token with a huge ratio
+    cannot dominate the batch.
     """
     high = clip_eps if clip_eps_high is None else clip_eps_high
     ratio = torch.exp(logp - old_logp)
     unclipped = -advantages * ratio
     clipped = -advantages * torch.clamp(ratio, 1.0 - clip_eps, 1.0 + high)
-    return torch.maximum(unclipped, clipped), (clipped > unclipped).to(logp.dtype)
+    loss = torch.maximum(unclipped, clipped)
+    if clip_ratio_c is not None:
+        loss = torch.where(advantages < 0, torch.minimum(loss, -advantages * clip_ratio_c), loss)
+    return loss, (clipped > unclipped).to(logp.dtype)
 
 
-def token_weights(seq_ids: Tensor, mode: Aggregation, num_tokens: float, num_seqs: float) -> Tensor:
+def token_weights(seq_ids: Tensor, mode: str, num_tokens: float, num_seqs: float, scale_factor: float = 1.0) -> Tensor:
     """Per-token weights w such that sum(w * values) is the batch-level aggregate of per-token values.
 
-    `seq_ids` [n] says which sequence each token of this micro-batch belongs to (flat, no padding).
-    token-mean: 1 / `num_tokens` (completion tokens of the whole batch).
-    seq-mean-token-mean: 1 / (tokens of its sequence * `num_seqs`): each sequence's token mean, averaged
-    over the sequences of the whole batch. Weights are global, so summing micro-batch losses under
-    gradient accumulation equals one big batch.
+    `seq_ids` [n] says which sequence each token of this micro-batch belongs to (flat, no padding); `mode` is
+    one of verl's `loss_agg_mode` values (`agg_loss` in verl/trainer/ppo/core_algos.py):
+    token-mean: 1 / `num_tokens` (completion tokens of the whole batch); token-sum: 1;
+    seq-mean-token-mean: 1 / (tokens of its sequence * `num_seqs`); seq-mean-token-sum: 1 / `num_seqs`;
+    seq-mean-token-sum-norm: 1 / (`num_seqs` * `scale_factor`) (Dr. GRPO's constant normaliser).
+    The counts are those of the whole batch, so summing micro-batch losses equals one big batch.
     """
     if mode == "token-mean":
         return torch.full(seq_ids.shape, 1.0 / num_tokens, device=seq_ids.device)
+    if mode == "token-sum":
+        return torch.ones(seq_ids.shape, device=seq_ids.device)
     if mode == "seq-mean-token-mean":
         counts = torch.bincount(seq_ids).float()
         return 1.0 / (counts[seq_ids] * num_seqs)
+    if mode == "seq-mean-token-sum":
+        return torch.full(seq_ids.shape, 1.0 / num_seqs, device=seq_ids.device)
+    if mode == "seq-mean-token-sum-norm":
+        return torch.full(seq_ids.shape, 1.0 / (num_seqs * scale_factor), device=seq_ids.device)
     raise ValueError(f"unknown aggregation {mode!r}")

@@ -7,6 +7,20 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+# verl's `loss_agg_mode` values, then TRL's `loss_type` names for the same aggregations (TRL's `bnpo` normalises
+# by the tokens of one micro-batch, which equals the whole batch's token mean when the batch is one micro-batch).
+AGGREGATIONS = ("token-mean", "token-sum", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")
+TRL_LOSS_TYPES = {
+    "grpo": "seq-mean-token-mean",
+    "bnpo": "token-mean",
+    "dapo": "token-mean",
+    "dr_grpo": "seq-mean-token-sum-norm",
+}
+LossAggregation = Literal[
+    "token-mean", "token-sum", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm",
+    "grpo", "bnpo", "dapo", "dr_grpo",
+]
+
 
 class GRPOOptions(BaseModel):
     """Options of the `grpo` optimizer. Defaults follow the official TTRL recipe (see docs/optimizers.md)."""
@@ -28,16 +42,46 @@ class GRPOOptions(BaseModel):
     clip_eps_high: float | None = Field(
         None, gt=0, description="Upper clip (ratio <= 1 + clip_eps_high, DAPO 'clip higher'); None: clip_eps."
     )
+    clip_ratio_c: float | None = Field(
+        3.0, gt=1, description="Dual clip (verl's clip_ratio_c): with a negative advantage the loss is at most "
+        "-A * clip_ratio_c, however large the ratio; None: off (TRL has none)."
+    )
     kl_coef: float = Field(
-        0.001, ge=0, description="Weight of the low_var_kl (k3) loss to the frozen reference; 0 loads none."
+        0.001, ge=0, description="Weight of the KL to the frozen reference (in the loss, or in the reward with "
+        "kl_in_reward); 0 loads no reference model."
+    )
+    kl_estimator: Literal["k1", "k2", "k3"] = Field(
+        "k3", description="Per-token KL estimate (Schulman): k1 = log p - log ref, k2 = (log p - log ref)^2 / 2, "
+        "k3 = exp(ref - p) - (ref - p) - 1, clamped to [-10, 10] as verl's low_var_kl."
+    )
+    kl_in_reward: bool = Field(
+        False, description="Subtract kl_coef * (sum of the sequence's per-token KL) from its reward before the "
+        "advantages (verl's use_kl_in_reward) instead of adding the KL to the loss."
     )
     entropy_coef: float = Field(
         0.0, description="Loss -= entropy_coef * entropy; positive rewards entropy, negative minimizes it."
     )
-    scale_rewards: bool = Field(True, description="Divide advantages by the group's reward std (+ eps).")
-    advantage_eps: float = Field(1e-6, gt=0, description="Added to the group std before dividing.")
-    loss_agg_mode: Literal["token-mean", "seq-mean-token-mean"] = Field(
-        "token-mean", description="How per-token losses become one number (TTRL: token-mean)."
+    advantage_estimator: Literal["grpo", "rloo"] = Field(
+        "grpo", description="Baseline of a sample's reward: its group's mean (grpo) or the mean of the other "
+        "samples of its group (rloo, leave-one-out: A = (r - mean) * n / (n - 1))."
+    )
+    scale_rewards: Literal["group", "batch", "none"] | None = Field(
+        None, description="Divide advantages by the reward std of the group, of the whole batch (TRL 'batch'), "
+        "or not at all (Dr. GRPO); None: group for grpo, none for rloo. true/false read as group/none."
+    )
+    advantage_eps: float = Field(1e-6, gt=0, description="Added to the std before dividing (verl 1e-6, TRL 1e-4).")
+    loss_agg_mode: LossAggregation = Field(
+        "token-mean", description="How per-token losses become one number: verl's loss_agg_mode values or TRL's "
+        "loss_type names (grpo, bnpo, dapo, dr_grpo); TTRL: token-mean."
+    )
+    loss_scale_factor: int | None = Field(
+        None, ge=1, description="Divisor of seq-mean-token-sum-norm (dr_grpo); None: the run's max_tokens, "
+        "TRL's max_completion_length."
+    )
+    skip_equal_reward_groups: bool = Field(
+        False, description="Skip the forward/backward of groups whose rewards are all equal even when a KL or "
+        "entropy term in the loss would move them (faster; drops their KL and entropy gradients). They stay in "
+        "the normaliser; with no such term they are always skipped, which changes nothing."
     )
     micro_batch_size: int = Field(
         8, ge=1, description="Sequences per forward/backward; gradients accumulate over micro-batches."
@@ -71,6 +115,13 @@ class GRPOOptions(BaseModel):
             raise ValueError("device must be auto, cpu, cuda or cuda:N")
         return value
 
+    @field_validator("scale_rewards", mode="before")
+    @classmethod
+    def _bool_scale(cls, value: object) -> object:
+        if isinstance(value, bool):  # the option's earlier boolean form
+            return "group" if value else "none"
+        return value
+
     @field_validator("adam_betas")
     @classmethod
     def _betas_in_range(cls, value: tuple[float, float]) -> tuple[float, float]:
@@ -83,3 +134,19 @@ class GRPOOptions(BaseModel):
         if self.clip_eps_high is not None and self.clip_eps_high < self.clip_eps:
             raise ValueError(f"clip_eps_high ({self.clip_eps_high}) must be >= clip_eps ({self.clip_eps}) or unset")
         return self
+
+    @property
+    def aggregation(self) -> str:
+        """The verl name of `loss_agg_mode` (TRL's names mapped)."""
+        return TRL_LOSS_TYPES.get(self.loss_agg_mode, self.loss_agg_mode)
+
+    @property
+    def reward_scaling(self) -> str:
+        """`scale_rewards` with its default resolved."""
+        if self.scale_rewards is not None:
+            return self.scale_rewards
+        return "group" if self.advantage_estimator == "grpo" else "none"
+
+    @property
+    def kl_in_loss(self) -> bool:
+        return self.kl_coef > 0 and not self.kl_in_reward
