@@ -25,11 +25,14 @@ _RENAMES = (
     (re.compile(r"\{bmatrix\}"), "{pmatrix}"),
     (re.compile(r"\\le(?![A-Za-z])|\\leqslant(?![A-Za-z])"), r"\\leq"),
     (re.compile(r"\\ge(?![A-Za-z])|\\geqslant(?![A-Za-z])"), r"\\geq"),
+    (re.compile(r"\\lt(?![A-Za-z])"), "<"),  # MathJax's \lt and \gt are plain < and >
+    (re.compile(r"\\gt(?![A-Za-z])"), ">"),
 )
 _DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree(?![A-Za-z])")
 _UNIT_TAIL = re.compile(r"\\(?:text|mbox|mathrm)\s*\{\s*[A-Za-z][A-Za-z .]*\}(?:\^\{?[23]\}?)?\s*")
 _TEXT = re.compile(r"\\(?:text|textbf|textit|textrm|mbox|mathrm|mathbf|operatorname)\s*\{([^{}]*)\}")
-_PERCENT_WORD = re.compile(r"([0-9}])\s*(?:percent|per\s?cent|pct)\.?$", re.IGNORECASE)  # "28 percent" = "28\\%"
+# "28 percent" = "28\\%"
+_PERCENT_WORD = re.compile(r"([0-9}])\s*(?:percentage|percent|per\s?cent|pct)\.?$", re.IGNORECASE)
 _LESS = r"(\\leq|<)"
 _LEQ = "\\leq"
 _CHAINED = re.compile(rf"([^<>=]+?){_LESS} ?([a-z]) ?{_LESS}([^<>=]+)")
@@ -41,6 +44,14 @@ LONG_DECIMAL_PLACES = 6
 _LONG_DECIMAL = re.compile(r"[-+]?[0-9]*\.([0-9]{" + str(LONG_DECIMAL_PLACES) + ",})")
 _THOUSANDS = re.compile(r"[-+]?[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?")
 _ASSIGNMENT = re.compile(r"^[A-Za-z](?:_\{?[0-9A-Za-z]+\}?)?(?:=|\\in(?![A-Za-z]))([^=]+)$")
+# Control words, removed before looking for letters that name variables ("\\frac", "\\pi" name none)
+_COMMAND = re.compile(r"\\[A-Za-z]+")
+# "-x>-1" is "x<1": a negated variable against a plain number
+_NEGATED_SIDED = re.compile(r"-([a-z]) ?(\\geq|>|\\leq|<) ?([^<>=]+)")
+# "(0;0;0)": semicolons separate the coordinates of a tuple that has no commas
+_SEMICOLON_TUPLE = re.compile(r"\(([^(),;]*(?:;[^(),;]*)+)\)")
+# "p=5,q=2": one solution written as named values (single-letter names)
+_NAMED_VALUE = re.compile(r"([A-Za-z])=([^=,;]+)")
 _CHOICE = re.compile(r"^\(([A-E])\)$")
 _BASE = re.compile(r"^([0-9A-Z]+)_\{?([0-9]{1,2})\}?$")
 _CONTROL_WORD_SPACE = re.compile(r"(\\[A-Za-z]+) (?=[A-Za-z])")
@@ -155,11 +166,13 @@ def _clean(text: str) -> str:
         text = pattern.sub(replacement, text)
     if len(text) > 1 and text.endswith(".") and not text.endswith("\\."):
         text = text[:-1]
+    if len(text) > 1 and text.endswith("\\"):  # "185\\": a lone backslash at the end escapes nothing
+        text = text[:-1]
     return text.replace("\x01", "\\\\")
 
 
 def _drop_unit(text: str) -> str:
-    """"864 \\mbox{ inches}^2" -> "864": a trailing word in \\text after a number is a unit."""
+    """ "864 \\mbox{ inches}^2" -> "864": a trailing word in \\text after a number is a unit."""
     start = max(text.rfind("\\text"), text.rfind("\\mbox"), text.rfind("\\mathrm"))
     if start > 0 and _UNIT_TAIL.fullmatch(text, start) and re.search(r"[0-9]", text[:start]):
         return text[:start].strip()
@@ -170,6 +183,10 @@ def as_interval(text: str) -> str | None:
     """A one-variable inequality as the interval it describes, else None: "-2\\leq x\\leq7" -> "[-2,7]",
     "x>5" -> "(5,\\infty)", "x\\leq3" -> "(-\\infty,3]". Bounds must not hold the variable or a relation."""
     text = text.replace(">=", "\\geq").replace("<=", "\\leq").replace("≥", "\\geq").replace("≤", "\\leq")
+    negated = _NEGATED_SIDED.fullmatch(text)
+    if negated and parse_number(negated.group(3).strip()) is not None:  # "-x>-1" is "x<1"
+        bound = negated.group(3).strip()
+        text = negated.group(1) + _FLIP[negated.group(2)] + (bound[1:] if bound.startswith("-") else "-" + bound)
     match = _CHAINED.fullmatch(text)
     if match:
         low, low_relation, variable, high_relation, high = (part.strip() for part in match.groups())
@@ -189,13 +206,19 @@ def as_interval(text: str) -> str | None:
         relation = _FLIP[relation]
     if not _bounds_are_free_of(variable, bound):
         return None
-    return {"\\geq": f"[{bound},\\infty)", ">": f"({bound},\\infty)", "\\leq": f"(-\\infty,{bound}]",
-            "<": f"(-\\infty,{bound})"}[relation]
+    return {
+        "\\geq": f"[{bound},\\infty)",
+        ">": f"({bound},\\infty)",
+        "\\leq": f"(-\\infty,{bound}]",
+        "<": f"(-\\infty,{bound})",
+    }[relation]
 
 
 def _bounds_are_free_of(variable: str, *bounds: str) -> bool:
-    return all(bound and not re.search(rf"(?<![A-Za-z\\]){variable}(?![A-Za-z])|[<>=]|\\[lg]eq|\\in", bound)
-               for bound in bounds)
+    return all(
+        bound and not re.search(rf"(?<![A-Za-z\\]){variable}(?![A-Za-z])|[<>=]|\\[lg]eq|\\in", bound)
+        for bound in bounds
+    )
 
 
 def _structure(text: str, depth: int) -> str:
@@ -203,9 +226,8 @@ def _structure(text: str, depth: int) -> str:
     interval = as_interval(text) if depth == 0 and len(text) <= MAX_INTERVAL_CHARS else None
     if interval is not None:
         text = interval
-    assignment = _ASSIGNMENT.match(text) if depth == 0 else None  # "x=1,y=2" must keep its names
-    if assignment and assignment.group(1):
-        text = assignment.group(1)
+    if depth == 0:
+        text = _value_of_assignment(_semicolon_groups(text))
     choice = _CHOICE.match(text)
     if choice:
         return choice.group(1)
@@ -231,8 +253,33 @@ def _structure(text: str, depth: int) -> str:
     return opener + ",".join(keys) + closer
 
 
+def _value_of_assignment(text: str) -> str:
+    """ "x=5" -> "5" ("x=1,y=2" keeps its names); "y=-\\frac12x+\\frac34" stays: with a variable on the
+    right it is an equation (a line), not the value of y, and math-verify compares it as one."""
+    assignment = _ASSIGNMENT.match(text)
+    if not assignment or not assignment.group(1):
+        return text
+    value = assignment.group(1)
+    return text if re.search(r"[A-Za-z]", _COMMAND.sub("", value)) else value
+
+
+def _semicolon_groups(text: str) -> str:
+    """Semicolons as separators: "(0;-2;6)" -> "(0,-2,6)" (a tuple with no commas), and solutions given as
+    named values "p=5,q=2;p=7,q=2" -> "(5,2),(7,2)" (each in the alphabetical order of its names)."""
+    if ";" not in text:
+        return text
+    text = _SEMICOLON_TUPLE.sub(lambda match: "(" + match.group(1).replace(";", ",") + ")", text)
+    solutions = []
+    for group in text.split(";"):
+        pairs = [_NAMED_VALUE.fullmatch(part) for part in group.split(",")]
+        if len(pairs) < 2 or not all(pairs) or len({pair.group(1) for pair in pairs}) != len(pairs):
+            return text
+        solutions.append("(" + ",".join(pair.group(2) for pair in sorted(pairs, key=lambda p: p.group(1))) + ")")
+    return ",".join(solutions) if len(solutions) >= 2 else text
+
+
 def _strip_base(text: str) -> str:
-    """"52_8" -> "52" when every digit is valid in that base (the question names the base)."""
+    """ "52_8" -> "52" when every digit is valid in that base (the question names the base)."""
     match = _BASE.match(text)
     if not match:
         return text

@@ -10,14 +10,19 @@ from harness.answer_parsers.equivalence import is_equivalent, shutdown, start_wo
 from harness.answer_parsers.extract import extract_answer
 from harness.interfaces import AnswerParser
 
+# What `harness grade` reads when there is no box, the way graders (math-verify, lighteval) do: an answer
+# phrase, then the last formula or number. TTRL voting keeps the paper's boxed-only rule (no fallbacks).
+GRADE_FALLBACKS = ["answer_is", "last_math"]
 
 class BoxedOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    fallbacks: list[Literal["answer_is", "last_number"]] = Field(
+    fallbacks: list[Literal["answer_is", "last_number", "last_math"]] = Field(
         default_factory=list,
-        description="Tried in order when no \\boxed{} holds an answer: 'answer_is' (text after \"the answer "
-        "is\"), 'last_number' (the last number; turns \\frac{14}{3} into 3, so off by default).",
+        description="Tried in order when no \\boxed{} holds an answer: 'answer_is' (the answer after 'the answer "
+        "is', 'answer:', '####', in several languages), 'last_math' (the formula or standalone number that ends "
+        "last, math-verify's rule for prose), 'last_number' (the last number; turns \\frac{14}{3} into 3, so off by "
+        "default).",
     )
     timeout_seconds: float = Field(
         3.0, gt=0.0, le=60.0, description="Wall-clock bound of one equivalence check; a timeout is 'not equal'."

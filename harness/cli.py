@@ -229,7 +229,9 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
     options = parse_option_pairs(args.parser_opt, "--parser-opt")
     if args.answer_parser == "boxed":  # graders read "The final answer is $X$" too; TTRL votes keep boxed-first
-        options.setdefault("fallbacks", ["answer_is"])
+        from harness.answer_parsers.parser import GRADE_FALLBACKS
+
+        options.setdefault("fallbacks", GRADE_FALLBACKS)
     parser = get_plugins()["answer_parser"].create(args.answer_parser, options)
     try:
         if args.file == "-":
@@ -320,7 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     grade_parser.add_argument("--answer-parser", default="boxed", help="answer parser plugin")
     grade_parser.add_argument("--parser-opt", action="append", default=[], metavar="KEY=VALUE",
                               help="a parser option; the boxed parser reads the last box, then 'answer is' "
-                              "phrasings (fallbacks=answer_is) unless --parser-opt fallbacks=... says otherwise")
+                              "phrasings, then the last formula or number (fallbacks=answer_is,last_math) "
+                              "unless --parser-opt fallbacks=... says otherwise")
     grade_parser.set_defaults(func=cmd_grade)
 
     eval_parser = commands.add_parser(

@@ -101,10 +101,12 @@ def structural_problems(suites: dict[str, list[dict[str, Any]]]) -> list[str]:
 
 
 def make_parser(timeout: float = TIMEOUT):
-    """The answer parser `harness grade` builds (harness/cli.py cmd_grade): boxed, with the answer_is fallback."""
+    """The answer parser `harness grade` builds (harness/cli.py cmd_grade): boxed, with its default fallbacks."""
+    from harness.answer_parsers.parser import GRADE_FALLBACKS
     from harness.plugins import get_plugins
 
-    return get_plugins()["answer_parser"].create("boxed", {"fallbacks": ["answer_is"], "timeout_seconds": timeout})
+    options = {"fallbacks": GRADE_FALLBACKS, "timeout_seconds": timeout}
+    return get_plugins()["answer_parser"].create("boxed", options)
 
 
 def ours_verdicts(cases: list[dict[str, Any]], parser, timeout: float = TIMEOUT) -> list[tuple[bool, str | None]]:
