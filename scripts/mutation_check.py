@@ -52,9 +52,17 @@ MUTANTS = [
     Mutant("a non-finite gradient applied", "harness/optimizers/grpo.py",
            "        if torch.isfinite(torch.tensor(norm)):", "        if True:", "tests/test_grpo_precision.py"),
     Mutant("each micro-batch normalised alone", "harness/optimizers/grpo.py",
-           "token_weights(mb.seq_ids, opts.loss_agg_mode, num_tokens, num_seqs)",
-           "token_weights(mb.seq_ids, opts.loss_agg_mode, float(len(mb.targets)), num_seqs)",
+           "token_weights(mb.seq_ids, opts.aggregation, num_tokens, num_seqs, scale)",
+           "token_weights(mb.seq_ids, opts.aggregation, float(len(mb.targets)), num_seqs, scale)",
            "tests/test_grpo.py -k micro_batching"),
+    Mutant("groups whose rewards all agree leave the normaliser", "harness/optimizers/grpo.py",
+           "lengths = [len(r.completion_token_ids) for r in rollouts if r.completion_token_ids]",
+           "lengths = [len(r.completion_token_ids) for r in rollouts if r.completion_token_ids and "
+           "len({x.reward for x in rollouts if x.group_index == r.group_index}) > 1]",
+           "tests/test_trl_parity.py"),
+    Mutant("training log-probs ignore the sampling temperature", "harness/optimizers/grpo.py",
+           "return hidden if self._temperature == 1.0 else hidden / self._temperature", "return hidden",
+           "tests/test_trl_parity.py"),
 ]
 
 

@@ -22,8 +22,8 @@ LossAggregation = Literal[
 ]
 
 
-class GRPOOptions(BaseModel):
-    """Options of the `grpo` optimizer. Defaults follow the official TTRL recipe (see docs/optimizers.md)."""
+class TrainingOptions(BaseModel):
+    """Options every built-in policy optimizer (grpo, ppo) shares: AdamW, clipping, KL, batching, precision."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -61,15 +61,6 @@ class GRPOOptions(BaseModel):
     entropy_coef: float = Field(
         0.0, description="Loss -= entropy_coef * entropy; positive rewards entropy, negative minimizes it."
     )
-    advantage_estimator: Literal["grpo", "rloo"] = Field(
-        "grpo", description="Baseline of a sample's reward: its group's mean (grpo) or the mean of the other "
-        "samples of its group (rloo, leave-one-out: A = (r - mean) * n / (n - 1))."
-    )
-    scale_rewards: Literal["group", "batch", "none"] | None = Field(
-        None, description="Divide advantages by the reward std of the group, of the whole batch (TRL 'batch'), "
-        "or not at all (Dr. GRPO); None: group for grpo, none for rloo. true/false read as group/none."
-    )
-    advantage_eps: float = Field(1e-6, gt=0, description="Added to the std before dividing (verl 1e-6, TRL 1e-4).")
     loss_agg_mode: LossAggregation = Field(
         "token-mean", description="How per-token losses become one number: verl's loss_agg_mode values or TRL's "
         "loss_type names (grpo, bnpo, dapo, dr_grpo); TTRL: token-mean."
@@ -77,11 +68,6 @@ class GRPOOptions(BaseModel):
     loss_scale_factor: int | None = Field(
         None, ge=1, description="Divisor of seq-mean-token-sum-norm (dr_grpo); None: the run's max_tokens, "
         "TRL's max_completion_length."
-    )
-    skip_equal_reward_groups: bool = Field(
-        False, description="Skip the forward/backward of groups whose rewards are all equal even when a KL or "
-        "entropy term in the loss would move them (faster; drops their KL and entropy gradients). They stay in "
-        "the normaliser; with no such term they are always skipped, which changes nothing."
     )
     micro_batch_size: int = Field(
         8, ge=1, description="Sequences per forward/backward; gradients accumulate over micro-batches."
@@ -115,13 +101,6 @@ class GRPOOptions(BaseModel):
             raise ValueError("device must be auto, cpu, cuda or cuda:N")
         return value
 
-    @field_validator("scale_rewards", mode="before")
-    @classmethod
-    def _bool_scale(cls, value: object) -> object:
-        if isinstance(value, bool):  # the option's earlier boolean form
-            return "group" if value else "none"
-        return value
-
     @field_validator("adam_betas")
     @classmethod
     def _betas_in_range(cls, value: tuple[float, float]) -> tuple[float, float]:
@@ -141,12 +120,63 @@ class GRPOOptions(BaseModel):
         return TRL_LOSS_TYPES.get(self.loss_agg_mode, self.loss_agg_mode)
 
     @property
+    def kl_in_loss(self) -> bool:
+        return self.kl_coef > 0 and not self.kl_in_reward
+
+
+class GRPOOptions(TrainingOptions):
+    """Options of the `grpo` optimizer. Defaults follow the official TTRL recipe (see docs/optimizers.md)."""
+
+    advantage_estimator: Literal["grpo", "rloo"] = Field(
+        "grpo", description="Baseline of a sample's reward: its group's mean (grpo) or the mean of the other "
+        "samples of its group (rloo, leave-one-out: A = (r - mean) * n / (n - 1))."
+    )
+    scale_rewards: Literal["group", "batch", "none"] | None = Field(
+        None, description="Divide advantages by the reward std of the group, of the whole batch (TRL 'batch'), "
+        "or not at all (Dr. GRPO); None: group for grpo, none for rloo. true/false read as group/none."
+    )
+    advantage_eps: float = Field(1e-6, gt=0, description="Added to the std before dividing (verl 1e-6, TRL 1e-4).")
+    skip_equal_reward_groups: bool = Field(
+        False, description="Skip the forward/backward of groups whose rewards are all equal even when a KL or "
+        "entropy term in the loss would move them (faster; drops their KL and entropy gradients). They stay in "
+        "the normaliser; with no such term they are always skipped, which changes nothing."
+    )
+
+    @field_validator("scale_rewards", mode="before")
+    @classmethod
+    def _bool_scale(cls, value: object) -> object:
+        if isinstance(value, bool):  # the option's earlier boolean form
+            return "group" if value else "none"
+        return value
+
+    @property
     def reward_scaling(self) -> str:
         """`scale_rewards` with its default resolved."""
         if self.scale_rewards is not None:
             return self.scale_rewards
         return "group" if self.advantage_estimator == "grpo" else "none"
 
-    @property
-    def kl_in_loss(self) -> bool:
-        return self.kl_coef > 0 and not self.kl_in_reward
+
+class PPOOptions(TrainingOptions):
+    """Options of the `ppo` optimizer: a value head on the policy's backbone, GAE, clipped value loss."""
+
+    kl_in_reward: bool = Field(
+        True, description="Subtract kl_coef * KL per token from the token rewards (classic RLHF PPO, verl's "
+        "use_kl_in_reward) instead of adding the KL to the loss."
+    )
+    kl_estimator: Literal["k1", "k2", "k3"] = Field(
+        "k1", description="Per-token KL estimate: k1 = log p - log ref (the classic PPO penalty), k2, k3."
+    )
+    gamma: float = Field(1.0, ge=0, le=1, description="GAE discount (1: the answer's reward reaches every token).")
+    lam: float = Field(0.95, ge=0, le=1, description="GAE lambda (1: Monte-Carlo returns, 0: one-step TD).")
+    vf_coef: float = Field(0.5, ge=0, description="Weight of the value loss in the shared backbone's loss.")
+    cliprange_value: float = Field(
+        0.5, gt=0, description="Value clip: a new value stays within old value +- this (verl's cliprange_value)."
+    )
+    whiten_advantages: bool = Field(
+        True, description="Whiten the GAE advantages over the batch's tokens (mean 0, std 1), as verl and TRL."
+    )
+    value_lr: float = Field(
+        1e-3, gt=0, le=1, description="Peak learning rate of the value head (it starts at zero, so it needs a "
+        "larger step than the pretrained policy)."
+    )
