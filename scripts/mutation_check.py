@@ -60,7 +60,7 @@ MUTANTS = [
            "lengths = [len(r.completion_token_ids) for r in rollouts if r.completion_token_ids and "
            "len({x.reward for x in rollouts if x.group_index == r.group_index}) > 1]",
            "tests/test_trl_parity.py"),
-    Mutant("training log-probs ignore the sampling temperature", "harness/optimizers/grpo.py",
+    Mutant("training log-probs ignore the sampling temperature", "harness/optimizers/policy.py",
            "return hidden if self._temperature == 1.0 else hidden / self._temperature", "return hidden",
            "tests/test_trl_parity.py"),
 ]

@@ -143,7 +143,7 @@ class GRPOOptimizer(PolicyOptimizer):
             return loss * weights[chunk]
 
         with self._precision():
-            hidden = self._completion_hidden(self.policy, mb)
+            hidden = self._tempered(self._completion_hidden(self.policy, mb))
             head = self.policy.get_output_embeddings().weight
             loss, logp, entropy = fused_head_loss(
                 hidden, head, mb.targets, token_loss, opts.logits_chunk_size, self._workspace

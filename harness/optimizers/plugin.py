@@ -1,7 +1,7 @@
 """The built-in optimizers, registered through the same hook a third-party plugin implements.
 
-`grpo` is registered by reference ("module:Class"): its module imports torch, which takes seconds, and
-listing plugins or validating a config must not wait for it. Its options model is torch-free.
+Registered by reference ("module:Class"): their modules import torch, which takes seconds, and listing
+plugins or validating a config must not wait for it. Their options models are torch-free.
 """
 
 from harness.hookspecs import hookimpl
@@ -9,6 +9,7 @@ from harness.hookspecs import hookimpl
 
 @hookimpl
 def register_optimizers(register):
-    from harness.optimizers.options import GRPOOptions
+    from harness.optimizers.options import GRPOOptions, PPOOptions
 
     register("harness.optimizers.grpo:GRPOOptimizer", name="grpo", options=GRPOOptions)
+    register("harness.optimizers.ppo:PPOOptimizer", name="ppo", options=PPOOptions)

@@ -162,8 +162,11 @@ class PolicyOptimizer(Optimizer):
     def _completion_hidden(self, model: nn.Module, mb: MicroBatch) -> Tensor:
         """Final hidden states at the positions that predict completion tokens, flat [n, d]."""
         hidden = model.get_decoder()(input_ids=mb.input_ids, use_cache=False).last_hidden_state
-        hidden = hidden.reshape(-1, hidden.shape[-1]).index_select(0, mb.gather_index)
-        # logits / T (TRL and verl): the ratio and the KL compare the distributions the samples came from
+        return hidden.reshape(-1, hidden.shape[-1]).index_select(0, mb.gather_index)
+
+    def _tempered(self, hidden: Tensor) -> Tensor:
+        """The LM head's input for logits / T (TRL and verl): the ratio and the KL then compare the
+        distributions the samples were drawn from. (hidden / T) @ W.T = (hidden @ W.T) / T."""
         return hidden if self._temperature == 1.0 else hidden / self._temperature
 
     @torch.no_grad()
@@ -172,7 +175,7 @@ class PolicyOptimizer(Optimizer):
         with self._precision():
             return [
                 chunked_token_logprobs(
-                    self._completion_hidden(model, mb),
+                    self._tempered(self._completion_hidden(model, mb)),
                     head,
                     mb.targets,
                     self.options.logits_chunk_size,
