@@ -81,6 +81,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from harness.loop import load_problems
 
     strategies = list(dict.fromkeys(s.strip() for s in (args.strategy or "majority").split(",") if s.strip()))
+    optimizers = list(dict.fromkeys(o.strip() for o in (args.optimizer or "").split(",") if o.strip()))
     if args.seed is not None:
         raise ConfigError("compare takes --seeds 0,1,2 (a list), not --seed")
     try:
@@ -88,18 +89,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
     except ValueError:
         raise ConfigError(f"--seeds {args.seeds!r}: give whole numbers separated by commas, e.g. 0,1,2") from None
     args.strategy = strategies[0]
+    args.optimizer = optimizers[0] if optimizers else None
     base = config_from_args(args)
     output = Path(args.output or "runs/compare")
-    grid = cells(strategies, seeds or [0], output)
+    grid = cells(strategies, seeds or [0], output, optimizers)
     configs = [cell_config(base, cell) for cell in grid]
     for config in configs:
         validate_plugins(config)  # every strategy's name and options, before any model loads
     problems = load_problems(base)
-    print(f"compare: {', '.join(strategies)} x seeds {', '.join(map(str, seeds))} = {len(grid)} runs into "
+    axes = ", ".join(strategies) + (f" x {', '.join(optimizers)}" if len(optimizers) > 1 else "")
+    print(f"compare: {axes} x seeds {', '.join(map(str, seeds))} = {len(grid)} runs into "
           f"{output}/\n" + plan(configs[0], len(problems)).replace("plan: ", "each: ", 1), file=sys.stderr)
     for index, (cell, config) in enumerate(zip(grid, configs, strict=True), start=1):
         print(f"[{index}/{len(grid)}] {cell.path.name}", file=sys.stderr)
-        verb, interrupted = run_cell(config, log=lambda msg: print(msg, file=sys.stderr))
+        verb, interrupted = run_cell(config, verbose=args.verbose)
         print(f"[{index}/{len(grid)}] {cell.path.name}: {verb}", file=sys.stderr)
         if interrupted:
             print("interrupted: run the same command again to continue the grid", file=sys.stderr)
@@ -300,7 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.set_defaults(func=cmd_run)
 
     compare_parser = commands.add_parser(
-        "compare", help="a grid of matched runs (strategies x seeds), then a leaderboard and a plot",
+        "compare", help="a grid of matched runs (strategies x optimizers x seeds), then a leaderboard and a plot; "
+        "--strategy and --optimizer take comma-separated lists",
         parents=[verbose])
     add_run_flags(compare_parser)
     compare_parser.add_argument("--seeds", default="0", help="comma-separated run seeds, e.g. 0,1,2")

@@ -25,7 +25,7 @@ def _series(cells, source: str, key: str) -> dict[str, dict[int, list[float]]]:
         records = read_jsonl(run_dir.eval_path if source == "eval" else run_dir.metrics_path)
         for record in records:
             if key in record and record.get("phase", "during") in TRAJECTORY:
-                series[cell.strategy][int(record["step"])].append(float(record[key]))
+                series[cell.label][int(record["step"])].append(float(record[key]))
     return series
 
 

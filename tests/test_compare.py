@@ -75,3 +75,18 @@ def test_seed_lists_and_unknown_strategies_fail_before_any_work(tmp_path):
     typo = compare("--strategy", "majority,randm", "--output", str(tmp_path / "b"))
     assert typo.returncode == 2 and "Unknown strategy 'randm'. Did you mean: random?" in typo.stderr
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_grid_of_optimizers_names_its_cells_and_rows_by_strategy_and_optimizer(tmp_path):
+    from harness.compare import cell_config, cells
+    from harness.config import RunConfig
+
+    grid = cells(["majority"], [0, 1], tmp_path, ["grpo", "ppo"])
+    assert [cell.path.name for cell in grid] == ["majority-grpo-seed0", "majority-grpo-seed1",
+                                                 "majority-ppo-seed0", "majority-ppo-seed1"]
+    assert [cell.label for cell in grid] == ["majority/grpo"] * 2 + ["majority/ppo"] * 2
+    assert [cell_config(RunConfig(), cell).optimizer for cell in grid] == ["grpo", "grpo", "ppo", "ppo"]
+    single = cells(["majority"], [0], tmp_path, ["ppo"])  # one optimizer: the old names, the base config's
+    assert [(c.path.name, c.label, c.optimizer) for c in single] == [("majority-seed0", "majority", None)]
+    typo = compare("--optimizer", "grpo,ppoo", "--output", str(tmp_path / "c"))
+    assert typo.returncode == 2 and "Unknown optimizer 'ppoo'. Did you mean: ppo?" in typo.stderr

@@ -128,3 +128,15 @@ def test_harness_run_with_ppo_survives_kill_9_and_resumes(tmp_path) -> None:
     assert last.finish() == 0, last.stderr[-3000:]
     assert "resumed from step 1" in last.stderr
     assert (logged_steps(run), checkpointed_step(run)) == ([0, 1], 2)
+
+
+def test_docs_list_every_option_of_grpo_and_ppo_with_its_defaults() -> None:
+    """docs/optimizers.md's options table is written from the options models: it must not drift from them."""
+    from harness.optimizers.options import GRPOOptions
+    from tests.conftest import REPO
+
+    text = (REPO / "docs" / "optimizers.md").read_text()
+    for name in {**GRPOOptions.model_fields, **PPOOptions.model_fields}:
+        grpo, ppo = GRPOOptions.model_fields.get(name), PPOOptions.model_fields.get(name)
+        cells = [f"`{field.default}`" if field else "-" for field in (grpo, ppo)]
+        assert f"| `{name}` | {cells[0]} | {cells[1]} |" in text, f"docs/optimizers.md: row of {name} is stale"
