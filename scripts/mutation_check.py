@@ -63,6 +63,8 @@ MUTANTS = [
     Mutant("training log-probs ignore the sampling temperature", "harness/optimizers/policy.py",
            "return hidden if self._temperature == 1.0 else hidden / self._temperature", "return hidden",
            "tests/test_trl_parity.py"),
+    Mutant("the TRL bridge votes on each process's share of a group", "harness/integrations/trl_reward.py",
+           "    if state.num_processes == 1:", "    if True:", "tests/test_trl_reward.py -k two"),
 ]
 
 
