@@ -45,6 +45,17 @@ MAX_WORKER_CHARS = 2048  # longer keys never reach sympy: compared as strings on
 MAX_GROUP_ITEMS = 64  # longer tuples and lists are compared as strings only (bounds the pairwise matching)
 CACHE_SIZE = 65536
 _WORD = re.compile(r"[A-Za-z]{3,}")
+# A relation or an operator with nothing on one side: at the start or the end of a key (a sign may start one)
+_EDGE = r"[=<>≤≥≠]|\\(?:leq?|geq?|neq?|in|cdot|times)(?![A-Za-z])"
+_DANGLING = re.compile(rf"^(?:{_EDGE}|[*/^_])|(?:{_EDGE}|[-+*/^_])$")
+# \frac, \sqrt, \binom, ^ or _ with no argument after them (math-verify drops them: "\frac{1}{1}\sqrt" was 1)
+_MISSING_ARGUMENT = re.compile(r"\\(?:frac|sqrt|binom)(?![A-Za-z0-9{\[\\])|[\^_](?![A-Za-z0-9{\\+\-*'])")
+_EMPTY_ITEM = re.compile(r"[(\[,]\s*,|,\s*[)\]]|^,|,$")  # "(1,)", "(,2)"; "14{,}916" is a thousands comma
+# Infinity as a whole element (an interval's end, a set's member, a side of a relation), never inside arithmetic:
+# math-verify finds "2^\infty e" (2**oo*E) equal to 1, to \{1,2\} and to \{3\}
+_INFINITY = re.compile(r"\\infty")  # "\\inftye" too: math-verify reads it as oo*E
+_WHOLE_INFINITY = re.compile(r"(?:^|(?<=[(\[,{=<>]))[-+]?\\infty(?=$|[)\],}=<>]|\\\})")
+_STRAY_PERIOD = re.compile(r"(?<![0-9])\.(?![0-9])")  # a decimal point has a digit beside it; "1." is cut off before
 _RELATION = re.compile(r"[=<>≤≥≠]|\\(?:leq?|geq?|neq?|lt|gt|in|subset|supset)(?![A-Za-z])")
 _UNORDERED = ("", "\\{")  # a bare list "1, -2" (all solutions) or a set
 _NOT_CACHED = ("busy", "starting")  # transient: the next call may well succeed
@@ -74,6 +85,8 @@ def is_equivalent(
         answer_key, gold_key = canonical(answer), canonical(gold)
         if not answer_key or not gold_key:
             return False
+        if answer_key != gold_key and not (balanced(answer) and balanced(gold)):
+            return False  # junk the normaliser made look balanced: "a<\\right)\\sqrt8[" -> "(-\\infty,)\\sqrt8[)"
         deadline = time.monotonic() + max(0.0, timeout)
         return _keys_equal(answer_key, gold_key, deadline, depth=0)
     except GraderUnavailableError:
@@ -117,6 +130,15 @@ def clear_cache() -> None:
         _cache.clear()
 
 
+def clear_all_caches() -> None:
+    """The verdicts, and the canonical keys and shapes too: what a timing of cold grading needs (harness bench)."""
+    from harness.answer_parsers.normalize import _canonical_cached
+
+    clear_cache()
+    _shape_cached.cache_clear()
+    _canonical_cached.cache_clear()
+
+
 def _shape(key: str) -> tuple[Fraction | None, tuple[str, list[str], str] | None]:
     """(exact value if a plain number, group if a tuple/interval/list/set) of a canonical key."""
     if len(key) > MAX_CACHED_CHARS:
@@ -149,11 +171,52 @@ def _keys_equal(answer: str, gold: str, deadline: float, depth: int) -> bool:
         return False  # a list of several values is never one number
     if _WORD.fullmatch(answer) or _WORD.fullmatch(gold):
         return False  # sympy reads "Evelyn" as E*e*l*n*v*y, equal to any anagram
+    if not (well_formed(answer) and well_formed(gold)):
+        return False  # math-verify reads a number out of junk: "1}7" and "\\frac{7}{7}.\\cdot\\pi" were 1
     if len(answer) > MAX_WORKER_CHARS or len(gold) > MAX_WORKER_CHARS:
         return False
     if _order_free(answer_group, gold_group) and not (_RELATION.search(answer) or _RELATION.search(gold)):
         answer, gold = sorted((answer, gold))
     return _ask_worker(answer, gold, deadline)
+
+
+def well_formed(key: str) -> bool:
+    """Whether a key that is neither a number nor a group may go to math-verify. One that fails is no
+    well-formed answer and only the string comparison counts for it, because math-verify parses the part it
+    can read and ignores the rest. Each rule is junk that the fuzz test (tests/test_grader_fuzz.py) found
+    graded equal to its gold: brackets that do not balance ("1}7%" for 1), a box inside an answer (the
+    extractor has removed the answer's own: "\\boxed{\\pi}^.\\in" for \\pi), a period that is no decimal point
+    ("\\frac{7}{7}.\\cdot\\pi" for 1), a relation or an operator at an end ("<-\\leq7\\times60-1\\frac{0}{2}" for
+    0), a missing argument ("\\frac{1}{1}\\sqrt" for 1), an empty element, and infinity inside arithmetic
+    ("6^\\inftye" for \\{1,2\\}: math-verify finds 2**oo*E equal to 1)."""
+    if not balanced(key) or _DANGLING.search(key) or _STRAY_PERIOD.search(key) or _MISSING_ARGUMENT.search(key):
+        return False
+    if _EMPTY_ITEM.search(key) or len(_INFINITY.findall(key)) != len(_WHOLE_INFINITY.findall(key)):
+        return False
+    boxes = key.count("\\boxed")
+    return boxes == 0 or (boxes == 1 and key.startswith("\\boxed{") and key.endswith("}") and balanced(key[7:-1]))
+
+
+def balanced(key: str) -> bool:
+    """Whether braces `{}`, escaped braces `\\{\\}` and brackets balance, `(` and `[` alike (an interval may
+    open with one and close with the other). A key that does not is no well-formed answer: only the string
+    comparison counts for it, because math-verify reads a number out of such junk (the fuzz test found
+    "1}7%", "2}i\\left(3" and "\\{{,\\in.\\cup](\\boxed{1" equal to their golds 1, 2 and 1)."""
+    braces = sets = brackets = 0
+    index = 0
+    while index < len(key):
+        char = key[index]
+        if char == "\\":
+            escaped = key[index + 1 : index + 2]
+            sets += (escaped == "{") - (escaped == "}")
+            index += 2  # \\ (a row break), \, and the like escape one character
+        else:
+            braces += (char == "{") - (char == "}")
+            brackets += (char in "([") - (char in ")]")
+            index += 1
+        if braces < 0 or sets < 0 or brackets < 0:
+            return False
+    return braces == sets == brackets == 0
 
 
 def _order_free(answer_group, gold_group) -> bool:

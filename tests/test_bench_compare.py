@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import ConfigError, DataError
-from harness.perf import suite
+from harness.perf import gradebench, suite
 from harness.perf.cli import BASELINE, add_bench_parser, committed_baseline
 from harness.perf.compare import (
     Figure,
@@ -196,7 +196,34 @@ def test_regressed_figures_map_back_to_the_sections_that_measure_them():
     assert sections_of(["training/grpo_vs_plain_step"]) == ("training",)
     assert sections_of(["accuracy/pass_at_1_after", "sampling/vllm_vs_hf"]) == ("sampling", "loop")
     assert sections_of(["loop/speedup_vs_trl_grpo"]) == ("loop", "peer")
-    assert set(SECTIONS) == {"sampling", "training", "loop", "peer", "scaling"}
+    assert sections_of(["grader/speed_vs_math_verify"]) == ("grader",)
+    assert set(SECTIONS) == {"sampling", "training", "loop", "peer", "scaling", "grader"}
+
+
+def test_grader_speed_is_a_ratio_of_answers_per_s_and_never_gated():
+    """ours/math-verify answers/s, measured in one run; halved against a baseline it is reported, not failed."""
+    figure = {f.name: f for f in figures_from({"grader_answers_per_s": 150.0, "math_verify_answers_per_s": 100.0})}
+    speed = figure["grader/speed_vs_math_verify"]
+    assert speed.value == pytest.approx(1.5) and speed.gate == "report" and speed.meets_goal
+    slower = Figure(speed.name, 0.75, speed.better, speed.goal, speed.meaning, gate=speed.gate)
+    row = compare([slower], [speed], 0.10)[0]
+    assert not row.regressed and row.verdict == "report only (not gated)" and not slower.meets_goal
+
+
+def test_grader_section_grades_the_cases_with_both_graders(tmp_path):
+    """A real run on three cases (a bare answer each way and a completion): both graders find the same two
+    equal, their rates are positive; a folder without cases is skipped with a message, not an error."""
+    cases = [{"kind": "answer", "answer": "0.5", "gold": "\\frac{1}{2}"},
+             {"kind": "answer", "answer": "(1,2]", "gold": "(1,2)"},
+             {"kind": "completion", "answer": "So the answer is \\boxed{\\sqrt{4}}.", "gold": "2"}]
+    (tmp_path / "suite.jsonl").write_text("".join(json.dumps(case) + "\n" for case in cases))
+    assert gradebench.load_cases(tmp_path) == cases
+    raw = gradebench.grader_figures(1, tmp_path)
+    assert raw["grader_cases"] == 3 and raw["grader_equal"] == raw["math_verify_equal"] == 2
+    assert raw["grader_answers_per_s"] > 0 and raw["math_verify_answers_per_s"] > 0
+    said: list[str] = []
+    assert gradebench.grader_figures(1, tmp_path / "absent", log=said.append) == {}
+    assert "no peer cases" in said[0] and "skipped" in said[0]
 
 
 def test_scaling_fit_says_linear_or_not():

@@ -101,6 +101,43 @@ NOT_EQUAL = [
     ("42", "52_8"),  # 52 in base 8 is 42, but the question asked for base 8
 ]
 
+# Junk that math-verify alone grades equal to the gold: it reads the part it can parse and drops the rest.
+# Found by tests/test_grader_fuzz.py; each is a rule of equivalence.well_formed (or the balance of the raw text).
+JUNK_MATH_VERIFY_ACCEPTS = [
+    ("1}7%", "1"),  # brackets that do not balance
+    ("2}i\\left(3", "2"),
+    ("\\frac55)178-8\\}", "1"),
+    ("\\boxed{1", "1"),
+    ("\\boxed{4\\boxed{1", "1"),
+    ("0}", "0"),
+    ("a<\\right)\\sqrt\\frac668\\pi[", "1"),  # the normaliser makes "(-\\infty,)\\sqrt..." of it: balanced
+    ("\\boxed{\\pi }^.\\in\\sqrt", "\\pi"),  # a box inside an answer
+    ("\\frac77.\\cdot\\pi", "1"),  # a period that is no decimal point
+    ("<-\\leq7\\times60-1\\frac02", "0"),  # a relation at an end
+    ("\\frac11\\sqrt", "1"),  # an argument missing
+    ("x^.0_2", "1"),
+    ("6^\\inftye", "\\{1,2\\}"),  # infinity inside arithmetic: math-verify finds 2**oo*E equal to 1
+    ("2^\\infty e", "1"),
+]
+
+
+@pytest.mark.parametrize(("answer", "gold"), JUNK_MATH_VERIFY_ACCEPTS)
+def test_junk_that_math_verify_accepts_is_not_equal(answer, gold):
+    """Junk never equals a gold, whichever side it is on, while well-formed neighbours still reach math-verify."""
+    assert not is_equivalent(answer, gold)
+    assert not is_equivalent(gold, answer)
+
+
+def test_well_formed_answers_still_reach_math_verify():
+    """The junk rules leave real answers alone: intervals with mixed brackets, infinity as an end or a member,
+    a cube root, x^{-1}, a boxed answer, a repeating decimal."""
+    assert is_equivalent("(-\\infty,\\sqrt{4}]\\cup(3,\\infty)", "(-\\infty,2]\\cup(3,\\infty)")
+    assert is_equivalent("\\sqrt[3]{8}", "2")
+    assert is_equivalent("x^{-1}", "\\frac{1}{x}")
+    assert is_equivalent("\\boxed{\\sqrt{4}}", "2")
+    assert is_equivalent("\\{-\\infty, \\sqrt{9}\\}", "\\{3, -\\infty\\}")
+    assert is_equivalent("0.\\overline{3}", "0.\\overline{3}")
+
 
 @pytest.fixture(scope="module", autouse=True)
 def _worker():

@@ -6,17 +6,18 @@ import math
 
 from harness.perf.compare import Figure
 
-SECTIONS = ("sampling", "training", "loop", "peer", "scaling")
+SECTIONS = ("sampling", "training", "loop", "peer", "scaling", "grader")
 
 
 def measure(quick: bool, sections: tuple[str, ...] = SECTIONS, seed: int = 0,
             log=print) -> tuple[list[Figure], dict[str, float], dict[str, list[dict[str, float]]]]:
     """Run the chosen sections; returns the figures, the raw numbers, and the scaling curves (full mode)."""
     from harness.models import resolve_model
-    from harness.perf import loopbench, measures, peer
+    from harness.perf import gradebench, loopbench, measures, peer
 
     size = measures.QUICK if quick else measures.FULL
-    model_path = resolve_model(measures.MODEL)
+    # only the sampling and training sections load the model here: `--only grader` needs none
+    model_path = resolve_model(measures.MODEL) if {"sampling", "training"} & set(sections) else ""
     raw: dict[str, float] = {}
     curves: dict[str, list[dict[str, float]]] = {}
     if "sampling" in sections:
@@ -33,6 +34,9 @@ def measure(quick: bool, sections: tuple[str, ...] = SECTIONS, seed: int = 0,
         raw.update(peer.trl_grpo_seconds(size, seed))
     if "scaling" in sections and size.scaling:
         curves = loopbench.scaling_points(size, seed, log)
+    if "grader" in sections:
+        log("bench: the grader against math-verify on the peer suites' cases ...")
+        raw.update(gradebench.grader_figures(1 if quick else size.rounds, log=log))  # 477 cases: ~10 s a round
     return figures_from(raw), raw, curves
 
 
@@ -68,6 +72,10 @@ FIGURES = (
     ("loop/label_share", "label_share", None, "lower", 0.02, "portable",
      "extraction + voting + rewards, share of one iteration", None),
     ("loop/sync_share", "sync_share", None, "lower", 0.05, "portable", "weight sync, share of one iteration", None),
+    # ours runs math-verify too, in its worker, where its fast paths do not decide: the ratio moves with the share
+    # of such cases and with the IPC cost of this host, so it is shown, not gated
+    ("grader/speed_vs_math_verify", "grader_answers_per_s", "math_verify_answers_per_s", "higher", 1.0, "report",
+     "our grader's answers/s over math-verify parse+verify's, the peer suites' cases, cold caches", None),
     ("accuracy/label_accuracy", "label_accuracy", None, "higher", None, "tolerance",
      "majority label == gold, mean over the loop's steps", "labels"),
     ("accuracy/pass_at_1_after", "pass_at_1_after", None, "higher", None, "tolerance",
