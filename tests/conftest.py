@@ -62,3 +62,19 @@ def throwaway_venv(folder: Path) -> Path:
 def live_distributions() -> set[str]:
     """What the live venv has installed, by its site-packages' entries (dist-info folders, .pth files)."""
     return {path.name for path in LIVE_SITE_PACKAGES.iterdir()}
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> str:
+    """A random 2-layer Llama (61-token vocabulary, 32 wide, tied embeddings) saved as an HF folder: small
+    enough that fp32 parity tests of whole optimizer steps take seconds."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=61, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                         tie_word_embeddings=True)
+    path = tmp_path_factory.mktemp("tiny-llama")
+    LlamaForCausalLM(config).save_pretrained(path)
+    return str(path)

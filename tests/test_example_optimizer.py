@@ -7,7 +7,6 @@ import importlib.util
 import re
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from harness.plugins import Plugins
 from harness.types import Rollout, RolloutBatch
@@ -22,17 +21,13 @@ def test_the_docs_show_the_example_file() -> None:
     assert blocks == [("examples/optimizer/reinforce_optimizer.py", EXAMPLE.read_text())]
 
 
-def test_the_example_optimizer_registers_trains_and_resumes(tmp_path) -> None:
+def test_the_example_optimizer_registers_trains_and_resumes(tiny_llama) -> None:
     spec = importlib.util.spec_from_file_location("reinforce_optimizer", EXAMPLE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     plugins = Plugins(load_entry_points=False)
     plugins.register(module, name="reinforce-example")
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=61, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
-    LlamaForCausalLM(config).save_pretrained(tmp_path)
-    optimizer = plugins["optimizer"].create("reinforce", {"lr": 1e-2}, model_path=str(tmp_path), total_steps=2)
+    optimizer = plugins["optimizer"].create("reinforce", {"lr": 1e-2}, model_path=tiny_llama, total_steps=2)
     good, bad = [5, 6, 7], [8, 9, 10]
     batch = RolloutBatch([Rollout("p", [1, 2, 3], good, 1.0, 0), Rollout("p", [1, 2, 3], bad, 0.0, 0)])
 

@@ -8,7 +8,6 @@ import signal
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from harness.optimizers.losses import clipped_policy_loss
 from harness.optimizers.options import PPOOptions
@@ -53,17 +52,6 @@ def test_policy_loss_by_hand() -> None:
     assert clipped.tolist() == [0.0, 1.0, 0.0]
 
 
-@pytest.fixture(scope="module")
-def tiny_path(tmp_path_factory) -> str:
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=61, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                         tie_word_embeddings=True)
-    path = tmp_path_factory.mktemp("tiny-ppo")
-    LlamaForCausalLM(config).save_pretrained(path)
-    return str(path)
-
-
 def tiny_batch(seed: int) -> RolloutBatch:
     rng = torch.Generator().manual_seed(seed)
     rollouts = [Rollout(f"p{i // 4}", torch.randint(1, 61, (5,), generator=rng).tolist(),
@@ -78,9 +66,9 @@ def make_ppo(path: str, **overrides) -> PPOOptimizer:
     return PPOOptimizer(options, path, total_steps=4, seed=0)
 
 
-def test_a_ppo_step_trains_the_policy_and_the_value_head(tiny_path) -> None:
+def test_a_ppo_step_trains_the_policy_and_the_value_head(tiny_llama) -> None:
     """Finite metrics; the value head leaves zero towards the returns; the policy moves; KL in the reward."""
-    optimizer = make_ppo(tiny_path)
+    optimizer = make_ppo(tiny_llama)
     before = {n: p.detach().clone() for n, p in optimizer.named_weights()}
     metrics = optimizer.step(tiny_batch(0))
     assert all(math.isfinite(value) for value in metrics.values()), metrics
@@ -94,12 +82,12 @@ def test_a_ppo_step_trains_the_policy_and_the_value_head(tiny_path) -> None:
     assert second["kl"] != 0 and second["value_mean"] != 0.0
 
 
-def test_ppo_checkpoint_resumes_identically_and_refuses_a_grpo_checkpoint(tiny_path) -> None:
-    straight = make_ppo(tiny_path)
+def test_ppo_checkpoint_resumes_identically_and_refuses_a_grpo_checkpoint(tiny_llama) -> None:
+    straight = make_ppo(tiny_llama)
     straight.step(tiny_batch(0))
     state = straight.state_dict()
     straight.step(tiny_batch(1))
-    resumed = make_ppo(tiny_path)
+    resumed = make_ppo(tiny_llama)
     resumed.load_state_dict(state)
     resumed.step(tiny_batch(1))
     for (name, a), (_, b) in zip(straight.named_weights(), resumed.named_weights(), strict=True):
@@ -110,7 +98,7 @@ def test_ppo_checkpoint_resumes_identically_and_refuses_a_grpo_checkpoint(tiny_p
     from harness.optimizers.grpo import GRPOOptimizer
     from harness.optimizers.options import GRPOOptions
 
-    grpo = GRPOOptimizer(GRPOOptions(bf16=False, device="cpu", kl_coef=0.0), tiny_path, total_steps=1)
+    grpo = GRPOOptimizer(GRPOOptions(bf16=False, device="cpu", kl_coef=0.0), tiny_llama, total_steps=1)
     with pytest.raises(DataError, match="value_head"):
         resumed.load_state_dict(grpo.state_dict())
 

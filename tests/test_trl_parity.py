@@ -18,7 +18,7 @@ from collections import defaultdict
 import pytest
 import torch
 from accelerate import Accelerator
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import add_fused_lm_head
 
@@ -28,17 +28,6 @@ from harness.types import Rollout, RolloutBatch
 
 PROMPT_LEN, MAX_TOKENS, TEMPERATURE, TRL_ADV_EPS = 5, 8, 0.7, 1e-4
 REWARDS = [[1, 0, 0, 1], [0, 0, 1, 0], [1, 1, 1, 1]]  # the third group: all equal
-
-
-@pytest.fixture(scope="module")
-def tiny_model_path(tmp_path_factory) -> str:
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=61, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                         tie_word_embeddings=True)
-    path = tmp_path_factory.mktemp("tiny-llama")
-    LlamaForCausalLM(config).save_pretrained(path)
-    return str(path)
 
 
 def make_rollouts() -> list[Rollout]:
@@ -156,14 +145,14 @@ CASES = [  # (TRL loss_type, beta, epsilon_high, scale_rewards)
 
 
 @pytest.mark.parametrize(("loss_type", "beta", "epsilon_high", "scale"), CASES)
-def test_grpo_gradients_equal_trl_compute_loss(tiny_model_path, loss_type, beta, epsilon_high, scale) -> None:
+def test_grpo_gradients_equal_trl_compute_loss(tiny_llama, loss_type, beta, epsilon_high, scale) -> None:
     rollouts = make_rollouts()
     options = GRPOOptions(lr=3e-3, warmup_ratio=0.0, weight_decay=0.0, max_grad_norm=1e6, clip_eps=0.2,
                           clip_eps_high=epsilon_high, clip_ratio_c=None, kl_coef=beta, scale_rewards=scale,
                           advantage_eps=TRL_ADV_EPS, loss_agg_mode=loss_type, micro_batch_size=5, ppo_epochs=2,
                           bf16=False, device="cpu", attn_implementation="eager")
-    captured = ours_gradients(tiny_model_path, rollouts, options)
-    expected, clipped = trl_gradients(tiny_model_path, rollouts, captured, loss_type, beta, epsilon_high, scale)
+    captured = ours_gradients(tiny_llama, rollouts, options)
+    expected, clipped = trl_gradients(tiny_llama, rollouts, captured, loss_type, beta, epsilon_high, scale)
     assert len(captured) == 2
     assert clipped[0] == 0 and clipped[1] > 0, "the 2nd epoch must be off-policy enough to clip"
     for epoch, ((_, ours), theirs) in enumerate(zip(captured, expected, strict=True)):
@@ -184,7 +173,7 @@ def plain_sequence_logps(model: torch.nn.Module, rollout: Rollout) -> torch.Tens
     return torch.log_softmax(logits, dim=-1).gather(1, torch.tensor(rollout.completion_token_ids)[:, None])[:, 0]
 
 
-def test_kl_in_reward_subtracts_each_sequence_kl_from_its_reward(tiny_model_path, monkeypatch) -> None:
+def test_kl_in_reward_subtracts_each_sequence_kl_from_its_reward(tiny_llama, monkeypatch) -> None:
     """verl's use_kl_in_reward with k1: reward - kl_coef * sum_t (log p_old - log p_ref), before the advantages;
     the all-equal group then has a spread and trains."""
     import harness.optimizers.grpo as grpo
@@ -199,14 +188,14 @@ def test_kl_in_reward_subtracts_each_sequence_kl_from_its_reward(tiny_model_path
     monkeypatch.setattr(grpo, "compute_advantages", recording)
     options = GRPOOptions(lr=3e-3, warmup_ratio=0.0, kl_coef=0.5, kl_in_reward=True, kl_estimator="k1",
                           bf16=False, device="cpu", attn_implementation="eager")
-    optimizer = GRPOOptimizer(options, tiny_model_path, total_steps=2)
+    optimizer = GRPOOptimizer(options, tiny_llama, total_steps=2)
     rollouts = make_rollouts()
     batch = RolloutBatch(rollouts, temperature=TEMPERATURE, max_tokens=MAX_TOKENS)
     optimizer.step(batch)  # the policy is the reference: no penalty yet
     assert torch.allclose(seen[0], torch.tensor([r.reward for r in rollouts], dtype=torch.float64), atol=1e-6)
-    moved = LlamaForCausalLM.from_pretrained(tiny_model_path, dtype=torch.float32, attn_implementation="eager")
+    moved = LlamaForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32, attn_implementation="eager")
     moved.load_state_dict({n: p for n, p in zip(optimizer._names, optimizer._master, strict=True)}, strict=False)
-    reference = LlamaForCausalLM.from_pretrained(tiny_model_path, dtype=torch.float32, attn_implementation="eager")
+    reference = LlamaForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32, attn_implementation="eager")
     metrics = optimizer.step(batch)
     expected = [r.reward - 0.5 * float((plain_sequence_logps(moved, r) - plain_sequence_logps(reference, r)).sum())
                 for r in rollouts]

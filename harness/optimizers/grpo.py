@@ -130,17 +130,7 @@ class GRPOOptimizer(PolicyOptimizer):
         opts = self.options
         num_tokens, num_seqs, scale = normalisers
         weights = token_weights(mb.seq_ids, opts.aggregation, num_tokens, num_seqs, scale)
-        clip = (opts.clip_eps, opts.clip_eps_high, opts.clip_ratio_c)
-
-        def token_loss(logp: Tensor, entropy: Tensor, chunk: slice) -> Tensor:
-            # on-policy (old_logp None): ratio = exp(logp - logp.detach()) = 1 with the right gradient
-            old = logp.detach() if old_logp is None else old_logp[chunk]
-            loss, _ = clipped_policy_loss(logp, old, mb.advantages[chunk], *clip)
-            if ref_logp is not None:
-                loss = loss + opts.kl_coef * kl_estimate(logp, ref_logp[chunk], opts.kl_estimator)
-            if opts.entropy_coef != 0.0:
-                loss = loss - opts.entropy_coef * entropy
-            return loss * weights[chunk]
+        token_loss = self._token_loss(mb.advantages, old_logp, ref_logp, weights)
 
         with self._precision():
             hidden = self._tempered(self._completion_hidden(self.policy, mb))
@@ -152,7 +142,7 @@ class GRPOOptimizer(PolicyOptimizer):
         self._accumulate_master_grads()
         # metrics from the detached log-probs: cheap [n]-sized recomputation of the loss pieces
         old = logp if old_logp is None else old_logp
-        per_token, clipped = clipped_policy_loss(logp, old, mb.advantages, *clip)
+        per_token, clipped = clipped_policy_loss(logp, old, mb.advantages, *self._clip)
         sums["loss"] += float(loss.detach())
         sums["pg_loss"] += float((per_token * weights).sum())
         if ref_logp is not None:

@@ -19,7 +19,13 @@ from torch import Tensor, nn
 from harness.errors import ConfigError, DataError
 from harness.interfaces import Optimizer
 from harness.optimizers.batching import MicroBatch, validate_rollouts
-from harness.optimizers.losses import HeadWorkspace, chunked_token_logprobs
+from harness.optimizers.losses import (
+    HeadWorkspace,
+    TokenLoss,
+    chunked_token_logprobs,
+    clipped_policy_loss,
+    kl_estimate,
+)
 from harness.optimizers.options import TrainingOptions
 from harness.optimizers.schedule import lr_at
 from harness.types import Rollout, RolloutBatch
@@ -158,6 +164,29 @@ class PolicyOptimizer(Optimizer):
         lengths = [len(r.completion_token_ids) for r in rollouts if r.completion_token_ids]
         scale = self.options.loss_scale_factor or batch.max_tokens or max(lengths, default=1)
         return float(sum(lengths)), float(len(lengths)), float(scale)
+
+    @property
+    def _clip(self) -> tuple[float, float | None, float | None]:
+        return self.options.clip_eps, self.options.clip_eps_high, self.options.clip_ratio_c
+
+    def _token_loss(
+        self, advantages: Tensor, old_logp: Tensor | None, ref_logp: Tensor | None, weights: Tensor
+    ) -> TokenLoss:
+        """The per-token loss the fused head differentiates: PPO-clip (clip-higher, dual clip) + kl_coef * KL
+        when the KL is in the loss - entropy_coef * entropy, times the aggregation weight. `old_logp` None is
+        on-policy: ratio = exp(logp - logp.detach()) = 1, with the right gradient."""
+        opts = self.options
+
+        def token_loss(logp: Tensor, entropy: Tensor, chunk: slice) -> Tensor:
+            old = logp.detach() if old_logp is None else old_logp[chunk]
+            loss, _ = clipped_policy_loss(logp, old, advantages[chunk], *self._clip)
+            if ref_logp is not None:
+                loss = loss + opts.kl_coef * kl_estimate(logp, ref_logp[chunk], opts.kl_estimator)
+            if opts.entropy_coef != 0.0:
+                loss = loss - opts.entropy_coef * entropy
+            return loss * weights[chunk]
+
+        return token_loss
 
     def _completion_hidden(self, model: nn.Module, mb: MicroBatch) -> Tensor:
         """Final hidden states at the positions that predict completion tokens, flat [n, d]."""

@@ -172,15 +172,7 @@ class PPOOptimizer(PolicyOptimizer):
         old_logp, old_values, returns = old
         num_tokens, num_seqs, scale = normalisers
         weights = token_weights(mb.seq_ids, opts.aggregation, num_tokens, num_seqs, scale)
-        clip = (opts.clip_eps, opts.clip_eps_high, opts.clip_ratio_c)
-
-        def token_loss(logp: Tensor, entropy: Tensor, chunk: slice) -> Tensor:
-            loss, _ = clipped_policy_loss(logp, old_logp[chunk], mb.advantages[chunk], *clip)
-            if ref_logp is not None:
-                loss = loss + opts.kl_coef * kl_estimate(logp, ref_logp[chunk], opts.kl_estimator)
-            if opts.entropy_coef != 0.0:
-                loss = loss - opts.entropy_coef * entropy
-            return loss * weights[chunk]
+        token_loss = self._token_loss(mb.advantages, old_logp, ref_logp, weights)
 
         with self._precision():
             hidden = self._completion_hidden(self.policy, mb)
@@ -193,7 +185,7 @@ class PPOOptimizer(PolicyOptimizer):
         vf_total = (vf * weights).sum()
         (pg_total + opts.vf_coef * vf_total).backward()
         self._accumulate_master_grads()
-        per_token, clipped = clipped_policy_loss(logp, old_logp, mb.advantages, *clip)
+        per_token, clipped = clipped_policy_loss(logp, old_logp, mb.advantages, *self._clip)
         sums["loss"] += float(pg_total.detach()) + opts.vf_coef * float(vf_total.detach())
         sums["pg_loss"] += float((per_token * weights).sum())
         sums["vf_loss"] += float(vf_total.detach())
