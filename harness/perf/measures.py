@@ -131,7 +131,7 @@ class PlainStep:
     def __init__(self, model_path: str, micro_batch_size: int) -> None:
         import torch
 
-        from harness.optimizers.grpo import load_causal_lm
+        from harness.optimizers.policy import load_causal_lm
 
         self.model = load_causal_lm(model_path, torch.bfloat16, torch.device("cpu"), trainable=True,
                                     attention="eager")
