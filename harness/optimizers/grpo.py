@@ -18,7 +18,7 @@ from torch import Tensor
 
 from harness.optimizers.advantages import compute_advantages, groups_with_signal
 from harness.optimizers.batching import MicroBatch, build_micro_batches, with_advantages
-from harness.optimizers.losses import clipped_policy_loss, fused_head_loss, kl_estimate, token_weights
+from harness.optimizers.losses import fused_head_loss, kl_estimate, token_weights
 from harness.optimizers.options import GRPOOptions
 from harness.optimizers.policy import PolicyOptimizer
 from harness.types import RolloutBatch
@@ -140,12 +140,5 @@ class GRPOOptimizer(PolicyOptimizer):
             )
         loss.backward()
         self._accumulate_master_grads()
-        # metrics from the detached log-probs: cheap [n]-sized recomputation of the loss pieces
-        old = logp if old_logp is None else old_logp
-        per_token, clipped = clipped_policy_loss(logp, old, mb.advantages, *self._clip)
         sums["loss"] += float(loss.detach())
-        sums["pg_loss"] += float((per_token * weights).sum())
-        if ref_logp is not None:
-            sums["kl"] += float(kl_estimate(logp, ref_logp, opts.kl_estimator).sum()) / num_tokens
-        sums["entropy"] += float(entropy.sum()) / num_tokens
-        sums["clip_fraction"] += float(clipped.sum()) / num_tokens
+        self._record_policy_metrics(mb.advantages, logp, old_logp, ref_logp, entropy, weights, num_tokens, sums)

@@ -188,6 +188,20 @@ class PolicyOptimizer(Optimizer):
 
         return token_loss
 
+    def _record_policy_metrics(
+        self, advantages: Tensor, logp: Tensor, old_logp: Tensor | None, ref_logp: Tensor | None, entropy: Tensor,
+        weights: Tensor, num_tokens: float, sums: dict[str, float],
+    ) -> None:
+        """Add one micro-batch's pg_loss, kl, entropy and clip_fraction to `sums`, from the detached log-probs:
+        a cheap [n]-sized recomputation of the loss pieces. `old_logp` None is on-policy."""
+        per_token, clipped = clipped_policy_loss(logp, logp if old_logp is None else old_logp, advantages,
+                                                 *self._clip)
+        sums["pg_loss"] += float((per_token * weights).sum())
+        if ref_logp is not None:
+            sums["kl"] += float(kl_estimate(logp, ref_logp, self.options.kl_estimator).sum()) / num_tokens
+        sums["entropy"] += float(entropy.sum()) / num_tokens
+        sums["clip_fraction"] += float(clipped.sum()) / num_tokens
+
     def _completion_hidden(self, model: nn.Module, mb: MicroBatch) -> Tensor:
         """Final hidden states at the positions that predict completion tokens, flat [n, d]."""
         hidden = model.get_decoder()(input_ids=mb.input_ids, use_cache=False).last_hidden_state

@@ -23,7 +23,6 @@ from torch import Tensor, nn
 from harness.optimizers.batching import MicroBatch, build_micro_batches
 from harness.optimizers.losses import (
     chunked_token_logprobs,
-    clipped_policy_loss,
     fused_head_loss,
     kl_estimate,
     token_weights,
@@ -185,12 +184,7 @@ class PPOOptimizer(PolicyOptimizer):
         vf_total = (vf * weights).sum()
         (pg_total + opts.vf_coef * vf_total).backward()
         self._accumulate_master_grads()
-        per_token, clipped = clipped_policy_loss(logp, old_logp, mb.advantages, *self._clip)
+        self._record_policy_metrics(mb.advantages, logp, old_logp, ref_logp, entropy, weights, num_tokens, sums)
         sums["loss"] += float(pg_total.detach()) + opts.vf_coef * float(vf_total.detach())
-        sums["pg_loss"] += float((per_token * weights).sum())
         sums["vf_loss"] += float(vf_total.detach())
-        if ref_logp is not None:
-            sums["kl"] += float(kl_estimate(logp, ref_logp, opts.kl_estimator).sum()) / num_tokens
-        sums["entropy"] += float(entropy.sum()) / num_tokens
-        sums["clip_fraction"] += float(clipped.sum()) / num_tokens
         sums["vf_clip_fraction"] += float(vf_clipped.sum()) / num_tokens
