@@ -47,32 +47,70 @@ def validate_plugins(config: RunConfig, kinds: tuple[str, ...] = PLUGIN_KINDS) -
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.loop import load_problems, run
-    from harness.report import table, write_report
+    from harness import distributed
+    from harness.loop import check_processes, run
+    from harness.report import evaluations, table, write_report
     from harness.rundir import RunDir
 
+    world = distributed.launched_world()
     if args.resume:
         run_dir = RunDir.open(args.resume)
-        try:
-            config = RunConfig.model_validate(run_dir.read_config())
-        except ValidationError as error:
-            raise ConfigError(format_validation_error(error, prefix=f"{run_dir.config_path}: ")) from None
+        config = read_run_config(run_dir)
+    elif world > 1:  # `accelerate launch -m harness run ...`: rank 0 creates the folder, the others open it
+        config, run_dir = start_on_ranks(args, distributed.current())
     else:
-        config = config_from_args(args)
-        validate_plugins(config)
-        problems = load_problems(config)  # bad data fails here, before a run directory is left behind
-        if config.name is None:
-            config.name = f"{config.strategy}-{config.optimizer}-{config.benchmark}-{time.strftime('%Y%m%d-%H%M%S')}"
-        run_dir = RunDir.create(config.output or Path("runs") / config.name, config.model_dump(mode="json"))
-        print(plan(config, len(problems)), file=sys.stderr)
-    print(f"run directory: {run_dir.path}", file=sys.stderr)
-    result = run(config, run_dir, log=lambda msg: print(msg, file=sys.stderr))
-    report = write_report(run_dir)
-    from harness.report import evaluations
+        config, run_dir = start_run(args)
+    if world == 1 and config.processes > 1:  # this process only starts the ranks, which run --resume
+        from harness.launch import launch
 
-    print(table(*evaluations(run_dir)))
-    print(f"\nreport: {report}")
+        check_processes(config, config.processes)  # before any rank starts
+        return launch(config.processes, run_dir.path, args.verbose)
+    main_rank = distributed.current().is_main
+    if main_rank:
+        print(f"run directory: {run_dir.path}", file=sys.stderr)
+    result = run(config, run_dir, log=lambda msg: print(msg, file=sys.stderr))
+    if main_rank:
+        report = write_report(run_dir)
+        print(table(*evaluations(run_dir)))
+        print(f"\nreport: {report}")
     return 130 if result.interrupted else 0
+
+
+def read_run_config(run_dir) -> RunConfig:
+    try:
+        return RunConfig.model_validate(run_dir.read_config())
+    except ValidationError as error:
+        raise ConfigError(format_validation_error(error, prefix=f"{run_dir.config_path}: ")) from None
+
+
+def start_run(args: argparse.Namespace, launched: int = 1):
+    """A new run's checked config and its folder (config.json written); the plan goes to stderr."""
+    from harness.loop import check_processes, load_problems
+    from harness.rundir import RunDir
+
+    config = config_from_args(args)
+    if launched > 1 and args.processes is None:
+        config.processes = launched  # started by a launcher: its process count is the run's
+    validate_plugins(config)
+    if launched > 1:
+        check_processes(config, launched)
+    problems = load_problems(config)  # bad data fails here, before a run directory is left behind
+    if config.name is None:
+        config.name = f"{config.strategy}-{config.optimizer}-{config.benchmark}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = RunDir.create(config.output or Path("runs") / config.name, config.model_dump(mode="json"))
+    print(plan(config, len(problems)), file=sys.stderr)
+    return config, run_dir
+
+
+def start_on_ranks(args: argparse.Namespace, processes):
+    """Under a launcher: rank 0 starts the run, the others open the folder it names (its name may hold a
+    timestamp only rank 0 chose)."""
+    from harness.rundir import RunDir
+
+    run_dir = start_run(args, processes.world)[1] if processes.is_main else None
+    path = processes.broadcast(str(run_dir.path) if run_dir is not None else None)
+    run_dir = RunDir.open(Path(path))
+    return read_run_config(run_dir), run_dir
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -119,7 +157,8 @@ def plan(config: RunConfig, problems: int) -> str:
     evaluation = (f"evaluation avg@{k} / maj@{k} at T={config.evaluation.temperature:g} before and after"
                   if config.evaluation.enabled else "no evaluation")
     return (f"plan: {config.model} on {config.benchmark} ({problems} problems), strategy {config.strategy}, "
-            f"optimizer {config.optimizer}, sampler {config.sampler}\n"
+            f"optimizer {config.optimizer}, sampler {config.sampler}"
+            + (f", {config.processes} processes (data-parallel)" if config.processes > 1 else "") + "\n"
             f"      {config.steps} steps x {config.problems_per_step} problems x {config.n_votes} votes "
             f"(first {config.train_samples} trained), {config.max_tokens} tokens, T={config.temperature:g}; "
             f"{evaluation}" + _watch_plan(config))

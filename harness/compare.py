@@ -10,7 +10,6 @@ same protocol and seed, so its row is the cells' "before" evaluations.
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from statistics import fmean, pstdev
 
+from harness import interrupts
 from harness.config import RunConfig
 from harness.errors import ConfigError, HarnessError
 from harness.rundir import RunDir, read_jsonl, write_atomic, write_json
@@ -108,18 +108,11 @@ def _run_child(path: Path, verbose: bool) -> int:
     """`harness run --resume path` in a child that dies with us (Linux: PR_SET_PDEATHSIG). Its output goes to
     our stderr: stdout is the grid's leaderboard only."""
     command = [sys.executable, "-m", "harness.cli", "run", "--resume", str(path), *(["--verbose"] if verbose else [])]
-    on_linux = sys.platform == "linux"
-    child = subprocess.Popen(command, stdout=sys.stderr, preexec_fn=_die_with_parent if on_linux else None)
+    child = subprocess.Popen(command, stdout=sys.stderr, preexec_fn=interrupts.die_with_parent)
     try:
         return child.wait()
     except KeyboardInterrupt:  # Ctrl-C reached the child too: it checkpoints and exits 130
         return child.wait()
-
-
-def _die_with_parent() -> None:
-    import ctypes
-
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
 def _mean_sd(values: list[float]) -> dict[str, float | int] | None:

@@ -74,6 +74,9 @@ class RunConfig(Strict):
     max_tokens: int = Field(32, ge=1, description="Maximum generated tokens per answer (paper: 3072; 32 fits "
                             "the default arith answers of the embedded model).")
     checkpoint_every: int = Field(1, ge=1, description="Save a resumable checkpoint every N steps.")
+    processes: int = Field(1, ge=1, description="Data-parallel processes, started through accelerate launch: "
+                           "each samples its share of a step's problems, every rank labels all groups, gradients "
+                           "are summed across ranks (gloo on CPU, NCCL on GPU); rank 0 writes the run folder.")
 
     evaluation: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation protocol settings.")
     watch: WatchConfig = Field(default_factory=WatchConfig, description="Collapse watch: early stop and best "

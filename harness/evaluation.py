@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from statistics import fmean
 
 from harness.config import EvalConfig
+from harness.distributed import Processes
 from harness.grouping import cluster_answers, correct_flags
 from harness.interfaces import AnswerParser, Sampler, SamplingParams
 from harness.metrics import majority_is_correct
@@ -20,8 +21,11 @@ def evaluate(
     settings: EvalConfig,
     max_tokens: int,
     seed: int,
+    processes: Processes | None = None,
 ) -> dict[str, float]:
-    """Sample k answers per problem; score them against the gold."""
+    """Sample k answers per problem; score them against the gold. With several processes each samples and
+    scores its share of the problems, and every rank gets the scores of all."""
+    processes = processes or Processes()
     params = SamplingParams(
         n=settings.k,
         temperature=settings.temperature,
@@ -29,13 +33,15 @@ def evaluate(
         max_tokens=settings.max_tokens or max_tokens,
         seed=seed,
     )
-    outputs = sampler.generate(prompts, params)
-    scores = [problem_scores([c.text for c in completions], problem.answer, parser)
-              for problem, completions in zip(problems, outputs, strict=True)]
-    pass_at_1 = [score["avg"] for score in scores]
-    maj_at_k = [score["maj"] for score in scores]
-    pass_at_k = [score["pass"] for score in scores]
-    lengths = [len(c.token_ids) for completions in outputs for c in completions]
+    outputs = sampler.generate(processes.shard(prompts), params)
+    local = [(problem_scores([c.text for c in completions], problem.answer, parser),
+              [len(c.token_ids) for c in completions])
+             for problem, completions in zip(processes.shard(problems), outputs, strict=True)]
+    scores = processes.gather_shards(local)
+    pass_at_1 = [score["avg"] for score, _ in scores]
+    maj_at_k = [score["maj"] for score, _ in scores]
+    pass_at_k = [score["pass"] for score, _ in scores]
+    lengths = [length for _, problem_lengths in scores for length in problem_lengths]
     k = settings.k
     return {
         f"avg_at_{k}": fmean(pass_at_1),

@@ -16,7 +16,8 @@ from harness.watch import WatchConfig
 SHARED_FLAGS = {"model": str, "seed": int, "benchmark": str, "limit": int, "sampler": str, "answer_parser": str,
                 "max_tokens": int}
 TRAIN_FLAGS = {"name": str, "output": str, "strategy": str, "optimizer": str, "steps": int,
-               "problems_per_step": int, "n_votes": int, "n_train": int, "temperature": float, "top_p": float}
+               "problems_per_step": int, "n_votes": int, "n_train": int, "temperature": float, "top_p": float,
+               "processes": int}
 RUN_FLAGS = {**SHARED_FLAGS, **TRAIN_FLAGS}
 SHARED_OPTIONS = {"benchmark_opt": "benchmark_options", "sampler_opt": "sampler_options",
                   "parser_opt": "answer_parser_options"}

@@ -129,6 +129,10 @@ class Optimizer(ABC):
 
     name: ClassVar[str]
     Options: ClassVar[type[BaseModel]] = NoOptions
+    # True: `step` trains correctly when each of several processes (harness.distributed) calls it with the
+    # whole batch, e.g. by running its share of the micro-batches and summing gradients across ranks.
+    # `harness run --processes N` refuses an optimizer that does not say so.
+    data_parallel: ClassVar[bool] = False
 
     def __init__(self, options: BaseModel, model_path: str, total_steps: int, seed: int = 0) -> None:
         self.options = options

@@ -53,3 +53,14 @@ def check() -> None:
 def reset() -> None:
     """Forget an earlier Ctrl-C (tests; a library caller that handled it)."""
     _pressed.clear()
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """Have the kernel send this process `sig` when its parent dies (Linux PR_SET_PDEATHSIG; elsewhere
+    nothing): a child run, or a rank of a data-parallel run, never outlives a killed launcher as an orphan
+    that goes on writing the run folder."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, sig)  # 1 = PR_SET_PDEATHSIG

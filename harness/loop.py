@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from harness import interrupts
+from harness import distributed, interrupts
 from harness.config import RunConfig
 from harness.errors import ConfigError, HarnessError, PluginError
 from harness.evaluation import evaluate
@@ -138,6 +138,7 @@ class Engines:
     strategy: Strategy
     optimizer: Optimizer
     sampler: Sampler
+    processes: distributed.Processes = field(default_factory=distributed.Processes)
 
     def close(self) -> None:
         self.sampler.close()
@@ -145,7 +146,8 @@ class Engines:
         self.strategy.close()
 
 
-def open_engines(config: RunConfig, model_path: str) -> Engines:
+def open_engines(config: RunConfig, model_path: str,
+                 processes: distributed.Processes | None = None) -> Engines:
     plugins = get_plugins()
     parser = plugins["answer_parser"].create(config.answer_parser, config.answer_parser_options)
     strategy = plugins["strategy"].create(config.strategy, config.strategy_options, seed=config.seed)
@@ -153,17 +155,19 @@ def open_engines(config: RunConfig, model_path: str) -> Engines:
                                             model_path=model_path, total_steps=config.steps, seed=config.seed)
     sampler = plugins["sampler"].create(config.sampler, config.sampler_options,
                                         model_path=model_path, seed=config.seed)
-    return Engines(parser, strategy, optimizer, sampler)
+    return Engines(parser, strategy, optimizer, sampler, processes or distributed.Processes())
 
 
 def collect(engines: Engines, config: RunConfig, step: int, problems: list[Problem], prompts: list[str],
             timer: PhaseTimer) -> tuple[RolloutBatch, dict]:
     """Sample, extract, label and reward one step's problems: its rollouts and its record so far."""
-    # sample: n_votes answers per problem from the current policy
+    # sample: n_votes answers per problem from the current policy (with several processes, each samples its
+    # share of the problems and every rank then holds all groups, each whole)
+    processes = engines.processes
     with timer("sample"):
-        outputs = engines.sampler.generate(prompts, SamplingParams(
+        outputs = processes.gather_shards(engines.sampler.generate(processes.shard(prompts), SamplingParams(
             n=config.n_votes, temperature=config.temperature, top_p=config.top_p,
-            max_tokens=config.max_tokens, seed=config.seed * 1_000_003 + step))
+            max_tokens=config.max_tokens, seed=config.seed * 1_000_003 + step)))
 
     # extract + label + reward: the strategy sees answers, never the gold (unless it is the oracle)
     with timer("label"):
@@ -178,7 +182,8 @@ def collect(engines: Engines, config: RunConfig, step: int, problems: list[Probl
 
     lengths = [len(c.token_ids) for group in groups for c in group.completions]
     record = {"step": step, **diagnostics, "response_length": sum(lengths) / len(lengths),
-              "sampled_tokens": sum(lengths)}
+              "sampled_tokens": sum(lengths),
+              "pseudo_labels": {g.problem_id: v.pseudo_label for g, v in zip(groups, verdicts, strict=True)}}
     rollouts = to_rollouts(groups, verdicts, config.train_samples)
     return RolloutBatch(rollouts, temperature=config.temperature, max_tokens=config.max_tokens), record
 
@@ -213,27 +218,45 @@ def best_info(watch: Watch) -> dict:
     return {"metric": watch.config.metric, "mode": watch.config.mode, "value": watch.best_value}
 
 
+def check_processes(config: RunConfig, world: int) -> None:
+    """A one-line ConfigError unless `world` processes can run this config: the count it was started with
+    (a resume keeps it: the step's problems are shared out by rank) and an optimizer that trains data-parallel."""
+    if world != config.processes:
+        raise ConfigError(f"this run is configured for {config.processes} process(es) and {world} were started; "
+                          f"start it with --processes {config.processes} (harness run --resume starts them itself)")
+    if world > 1 and not get_plugins()["optimizer"].get(config.optimizer).data_parallel:
+        raise ConfigError(f"optimizer {config.optimizer!r} does not train data-parallel; use --processes 1, or "
+                          "an optimizer that does (grpo)")
+
+
 def run(config: RunConfig, run_dir: RunDir, log=print) -> RunResult:
-    """Run (or resume) TTRL as configured, writing everything into `run_dir`."""
+    """Run (or resume) TTRL as configured, writing everything into `run_dir` (with several processes, each
+    runs this and rank 0 alone writes: the others see the folder read-only)."""
+    processes = distributed.current()
+    check_processes(config, processes.world)
+    if not processes.is_main:
+        run_dir, log = run_dir.read_only(), _silent
     checkpoint = run_dir.load_checkpoint()  # a corrupt checkpoint is refused before any model loads
     problems = load_problems(config)  # bad data is reported before the model is resolved or converted
     model_path = resolve_model(config.model)
     prompts_by_id = dict(zip((p.id for p in problems), model_prompts(config, model_path, problems), strict=True))
     interrupts.install()  # idempotent; the CLI installs it before start-up
-    engines = open_engines(config, model_path)
+    engines = open_engines(config, model_path, processes)
     if interrupts.pressed():  # a Ctrl-C swallowed during start-up: stop as an interrupted start-up does
         engines.close()
         raise KeyboardInterrupt
     result = RunResult(run_dir.path, 0)
     start_step = resume_state(run_dir, checkpoint, engines, log)
     del checkpoint  # ~1.6 GB for the 135M model: not kept for the whole run
+    processes.barrier()  # rank 0 has cut the records back to the checkpoint before any rank reads them
     watch = replay(config.watch, read_jsonl(run_dir.metrics_path)) if config.watch.active else None
     if watch is not None:
         run_dir.settle_best(watch.best_step, best_info(watch))  # drop what a discarded step kept
 
     def run_eval(phase: str, step: int) -> dict:
         scores = evaluate(engines.sampler, engines.parser, problems, [prompts_by_id[p.id] for p in problems],
-                          config.evaluation, config.max_tokens, seed=config.seed + 7919 * (step + 1))
+                          config.evaluation, config.max_tokens, seed=config.seed + 7919 * (step + 1),
+                          processes=processes)
         run_dir.append(run_dir.eval_path, {"step": step, "phase": phase, **scores})
         log(f"eval[{phase}] step {step}: " + ", ".join(f"{k}={v:.3f}" for k, v in scores.items()))
         return scores
@@ -242,7 +265,7 @@ def run(config: RunConfig, run_dir: RunDir, log=print) -> RunResult:
         if config.evaluation.enabled and start_step == 0:
             result.before = run_eval("before", 0)
         bar = tqdm(range(start_step, config.steps), desc="TTRL steps", unit="step", initial=start_step,
-                   total=config.steps)
+                   total=config.steps, disable=not processes.is_main)
         for step in bar:
             if watch is not None and watch.should_stop():
                 log(watch.stop_message())
@@ -253,6 +276,7 @@ def run(config: RunConfig, run_dir: RunDir, log=print) -> RunResult:
             interrupts.check()  # a Ctrl-C during the step discards it, even if Python swallowed it
 
             # log
+            run_dir.append(run_dir.labels_path, {"step": step, "pseudo_labels": record.pop("pseudo_labels")})
             run_dir.append(run_dir.metrics_path, record)
             result.history.append(record)
             bar.set_postfix(label_acc=f"{record['label_accuracy']:.2f}", pass1=f"{record['pass_at_1']:.3f}")
@@ -285,6 +309,10 @@ def run(config: RunConfig, run_dir: RunDir, log=print) -> RunResult:
     return result
 
 
+def _silent(message: str) -> None:
+    """The log of ranks other than 0: rank 0 reports for all."""
+
+
 def evaluate_best(engines: Engines, run_dir: RunDir, run_eval, log) -> dict | None:
     """Evaluate the policy the collapse watch kept (the last weights stay in the optimizer)."""
     info = run_dir.best_info()
@@ -304,8 +332,8 @@ def checkpoint_state(engines: Engines) -> dict:
 def resume_state(run_dir: RunDir, loaded: tuple[int, dict] | None, engines: Engines, log) -> int:
     """Restore the loaded checkpoint (if any), push its weights into the sampler, drop later records."""
     if loaded is None:  # nothing finished yet: start clean
-        run_dir.truncate_after(run_dir.metrics_path, 0)
-        run_dir.truncate_after(run_dir.eval_path, 0)
+        for path in (run_dir.metrics_path, run_dir.labels_path, run_dir.eval_path):
+            run_dir.truncate_after(path, 0)
         return 0
     step, state = loaded
     engines.optimizer.load_state_dict(state["optimizer"])
@@ -313,6 +341,7 @@ def resume_state(run_dir: RunDir, loaded: tuple[int, dict] | None, engines: Engi
     random.setstate(state["python_random"])
     engines.sampler.load_weights(engines.optimizer.named_weights())
     run_dir.truncate_after(run_dir.metrics_path, step)
+    run_dir.truncate_after(run_dir.labels_path, step)
     run_dir.truncate_after(run_dir.eval_path, step + 1)
     log(f"resumed from step {step}")
     return step

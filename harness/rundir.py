@@ -73,6 +73,7 @@ class RunDir:
         self.path = Path(path)
         self.config_path = self.path / "config.json"
         self.metrics_path = self.path / "metrics.jsonl"
+        self.labels_path = self.path / "labels.jsonl"  # each step's pseudo-label per problem id
         self.eval_path = self.path / "eval.jsonl"
         self.checkpoint_dir = self.path / "checkpoint"
         self.best_dir = self.path / "best"
@@ -95,6 +96,9 @@ class RunDir:
         run.check_writable()
         return run
 
+    def read_only(self) -> ReadOnlyRunDir:
+        return ReadOnlyRunDir(self.path)
+
     def holds_work(self) -> bool:
         """Whether anything finished lives here: a step's metrics, an evaluation, or a checkpoint."""
         return (any(p.is_file() and p.stat().st_size > 0 for p in (self.metrics_path, self.eval_path))
@@ -104,8 +108,9 @@ class RunDir:
         """Fail before any work when the folder cannot be written or the disk is nearly full."""
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            write_atomic(self.path / ".write-test", b"ok")
-            (self.path / ".write-test").unlink()
+            probe = self.path / f".write-test-{os.getpid()}"  # per process: the ranks of one run check at once
+            write_atomic(probe, b"ok")
+            probe.unlink()
         except OSError as error:
             raise HarnessError(f"output directory {self.path} is not writable ({error.strerror})") from None
         free = shutil.disk_usage(self.path).free
@@ -206,3 +211,23 @@ def _keep(line: str, step: int) -> bool:
         return json.loads(line).get("step", 0) < step
     except json.JSONDecodeError:
         return False  # a torn last line from a crash mid-write
+
+
+class ReadOnlyRunDir(RunDir):
+    """The run folder as ranks other than 0 of a data-parallel run see it: they read its config, checkpoint
+    and best policy; rank 0 alone writes, so each record and checkpoint is written once."""
+
+    def append(self, path: Path, record: dict) -> None:
+        pass
+
+    def truncate_after(self, path: Path, step: int) -> None:
+        pass
+
+    def save_checkpoint(self, step: int, state: dict) -> None:
+        pass
+
+    def save_best(self, step: int, weights: dict, info: dict) -> None:
+        pass
+
+    def settle_best(self, best_step: int | None, info: dict) -> None:
+        pass

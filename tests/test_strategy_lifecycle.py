@@ -114,7 +114,7 @@ def test_seed_and_state_reach_the_strategy_through_the_checkpoint(tmp_path):
     fresh = Fixed()
 
     class Run:
-        metrics_path = eval_path = tmp_path / "x.jsonl"
+        metrics_path = labels_path = eval_path = tmp_path / "x.jsonl"
 
         def truncate_after(self, path, step):
             pass

@@ -104,6 +104,7 @@ def adapt(engines, config, contexts: list[str], run_dir: RunDir) -> dict[str, An
     for step in range(config.steps):
         batch = problems_for_step(problems, step, config.problems_per_step, config.seed)
         record = ttrl_step(engines, config, step, batch, [prompt_of[p.id] for p in batch])
+        run_dir.append(run_dir.labels_path, {"step": step, "pseudo_labels": record.pop("pseudo_labels")})
         run_dir.append(run_dir.metrics_path, {k: v for k, v in record.items() if k not in GOLD_FIGURES})
     summary = {
         "prompts": len(contexts),

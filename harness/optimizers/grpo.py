@@ -29,6 +29,7 @@ class GRPOOptimizer(PolicyOptimizer):
 
     name = "grpo"
     Options = GRPOOptions
+    data_parallel = True  # micro-batches shared out across ranks, gradients summed (harness.distributed)
     options: GRPOOptions
 
     # ---- the update -------------------------------------------------------------------------------
@@ -40,7 +41,9 @@ class GRPOOptimizer(PolicyOptimizer):
         rewards = torch.tensor([float(r.reward) for r in rollouts], dtype=torch.float64)
         groups = torch.tensor([int(r.group_index) for r in rollouts], dtype=torch.long)
         run = self._rollouts_to_run(rewards, groups)
-        micro_batches = [mb.to(self.device) for mb in build_micro_batches(rollouts, run, opts.micro_batch_size)]
+        # every rank holds the whole batch; in a data-parallel run each trains on its share of the micro-batches
+        every_micro_batch = build_micro_batches(rollouts, run, opts.micro_batch_size)
+        micro_batches = [mb.to(self.device) for mb in self.processes.shard(every_micro_batch)]
         reference = self._frozen_logprobs(self.reference, micro_batches) if self.reference else None
         # Old log-probs need their own pass only off-policy or for a KL in the reward; on-policy they are the
         # current ones detached (TRL does the same), so no extra forward pass.
@@ -51,10 +54,19 @@ class GRPOOptimizer(PolicyOptimizer):
         advantages = compute_advantages(rewards, groups, opts.advantage_estimator, opts.reward_scaling,
                                         opts.advantage_eps)
         micro_batches = [with_advantages(mb, advantages) for mb in micro_batches]
-        if micro_batches:
+        if every_micro_batch:
             self._train(micro_batches, reference, old, self._normalisers(rollouts, batch), sums)
+        sums["tokens"] = float(sum(mb.num_tokens for mb in micro_batches))
+        sums["trained_sequences"] = float(sum(len(mb.rollout_indices) for mb in micro_batches))
+        sums = self._summed_over_processes(sums)
         self.step_count += 1
-        return self._step_metrics(sums, micro_batches, rewards, advantages, groups, run, lr, started)
+        return self._step_metrics(sums, bool(every_micro_batch), rewards, advantages, groups, run, lr, started)
+
+    def _summed_over_processes(self, sums: dict[str, float]) -> dict[str, float]:
+        """The loss figures and counts of the whole batch: each rank summed its micro-batches' (weighted by the
+        whole batch's normalisers). grad_norm and reward_kl are already the whole batch's on every rank."""
+        same_everywhere = {key: sums.pop(key) for key in ("grad_norm", "reward_kl") if key in sums}
+        return defaultdict(float, {**self.processes.sum_values(sums), **same_everywhere})
 
     def _rollouts_to_run(self, rewards: Tensor, groups: Tensor) -> list[int]:
         """Indices of the rollouts that get a forward pass. A group whose rewards are all equal has advantage
@@ -80,16 +92,19 @@ class GRPOOptimizer(PolicyOptimizer):
             totals[mb.rollout_indices] = per_row
             sums["reward_kl"] += float(kl.sum())
             tokens += int(kl.numel())
-        sums["reward_kl"] = sums["reward_kl"] / tokens if tokens else 0.0
+        # each rank computed its own micro-batches' rows (zeros elsewhere): the sums are the whole batch's
+        self.processes.sum_tensors([totals])
+        whole = self.processes.sum_values({"kl": sums["reward_kl"], "tokens": float(tokens)})
+        sums["reward_kl"] = whole["kl"] / whole["tokens"] if whole["tokens"] else 0.0
         return totals
 
     def _step_metrics(
-        self, sums: dict[str, float], micro_batches: list[MicroBatch], rewards: Tensor, advantages: Tensor,
+        self, sums: dict[str, float], trained: bool, rewards: Tensor, advantages: Tensor,
         groups: Tensor, run: list[int], lr: float, started: float,
     ) -> dict[str, float]:
         seconds = time.perf_counter() - started
-        tokens = sum(mb.num_tokens for mb in micro_batches)
-        epochs = self.options.ppo_epochs if micro_batches else 1
+        tokens = sums["tokens"]
+        epochs = self.options.ppo_epochs if trained else 1
         metrics = {key: sums[key] / epochs for key in ("loss", "pg_loss", "kl", "entropy", "clip_fraction")}
         if self.options.kl_in_reward:
             metrics["kl"] = sums["reward_kl"]  # computed once per step, before the update
@@ -100,8 +115,8 @@ class GRPOOptimizer(PolicyOptimizer):
             advantage_mean=float(advantages.mean()) if len(rewards) else 0.0,
             advantage_std=float(advantages.std(unbiased=False)) if len(rewards) else 0.0,
             reward_mean=float(rewards.mean()) if len(rewards) else 0.0,
-            tokens=float(tokens),
-            trained_sequences=float(sum(len(mb.rollout_indices) for mb in micro_batches)),
+            tokens=tokens,
+            trained_sequences=sums["trained_sequences"],
             skipped_groups=float(len(set(groups.tolist())) - len(ran_groups)),
             seconds=seconds,
             tokens_per_second=tokens / seconds if seconds > 0 else 0.0,

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from harness import distributed
 from harness.errors import ConfigError, DataError
 from harness.interfaces import Optimizer
 from harness.optimizers.batching import MicroBatch, validate_rollouts
@@ -128,6 +129,7 @@ class PolicyOptimizer(Optimizer):
         for group in self.adamw.param_groups:
             group["peak_lr"] = group["lr"]
         self._workspace = HeadWorkspace()
+        self.processes = distributed.current()  # one process, or the ranks of `harness run --processes N`
         self._grads_pending = False
         self._temperature = 1.0
         self.step_count = 0
@@ -253,8 +255,26 @@ class PolicyOptimizer(Optimizer):
             param.grad = None
         self._grads_pending = True
 
+    def _sum_grads_across_processes(self) -> None:
+        """Data-parallel runs: sum every rank's gradients, so that each rank holds the whole batch's (the loss
+        terms are already divided by the whole batch's normalisers) and makes the same update. A rank that ran
+        no micro-batch this update contributes zeros."""
+        if self.processes.world == 1:
+            return
+        separate_masters = self._master is not self._model_params
+        for master in self._master:
+            if master.grad is None:
+                master.grad = torch.zeros_like(master)
+            elif separate_masters and not self._grads_pending:
+                master.grad.zero_()  # the persistent fp32 buffers still hold the previous update's sums
+        for param in self.extra.parameters():  # set to None after every update
+            if param.grad is None:
+                param.grad = torch.zeros_like(param)
+        self.processes.sum_tensors([param.grad for param in [*self._master, *self.extra.parameters()]])
+
     def _apply_update(self) -> float:
         """Clip, AdamW step, sync bf16 copies. A non-finite gradient norm skips the update (weights kept)."""
+        self._sum_grads_across_processes()
         extra = list(self.extra.parameters())
         norm = float(torch.nn.utils.clip_grad_norm_(self._master + extra, self.options.max_grad_norm, foreach=True))
         if torch.isfinite(torch.tensor(norm)):

@@ -8,6 +8,7 @@ trainer computes); in "processed" mode after them (the distribution the token wa
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable
 from typing import Any, ClassVar, Literal
 
@@ -35,6 +36,10 @@ class HFOptions(BaseModel):
     device: str = Field("auto", description="torch device (cpu, cuda, cuda:1); auto = cuda when available.")
     batch_size: int = Field(64, ge=1, description="Sequences (prompts x n) generated together per call.")
     logprobs: LogprobsMode = Field("raw", description=LOGPROBS_HELP)
+    seed_per_prompt: bool = Field(
+        False, description="Generate each prompt's samples in calls of their own, seeded from the prompt's text: "
+        "a prompt's samples then do not depend on the other prompts of a request (the same on any rank of a "
+        "data-parallel run, in any order). Off: calls of batch_size sequences that mix prompts (faster).")
 
 
 class _LogprobRecorder:
@@ -95,18 +100,26 @@ class HFSampler(Sampler):
         check_prompt_lengths(prompt_ids, params.max_tokens, self._max_len, "(model context; shorten prompts)")
         greedy = params.temperature == 0
         # Copies of one prompt stay adjacent, so a chunk's left padding stays small.
-        jobs = [index for index in range(len(prompts)) for _ in range(1 if greedy else params.n)]
+        copies = 1 if greedy else params.n
         results: list[list[Completion]] = [[] for _ in prompts]
-        size = self.options.batch_size
-        for chunk, start in enumerate(range(0, len(jobs), size)):
-            owners = jobs[start : start + size]
-            seed = mix_seed(self.seed, params.seed, chunk)
+        for owners, seed in self._calls(prompts, copies, params.seed):
             completions = self._generate_batch([prompt_ids[i] for i in owners], params, seed)
             for owner, completion in zip(owners, completions, strict=True):
                 results[owner].append(completion)
         if greedy:
             return [greedy_copies(group[0], params.n) for group in results]
         return results
+
+    def _calls(self, prompts: list[str], copies: int, request_seed: int) -> list[tuple[list[int], int]]:
+        """(prompt index of each row, seed) per generate call, at most batch_size rows each."""
+        size = self.options.batch_size
+        if self.options.seed_per_prompt:
+            return [([index] * len(range(start, min(start + size, copies))),
+                     mix_seed(self.seed, request_seed, zlib.crc32(prompt.encode()), start))
+                    for index, prompt in enumerate(prompts) for start in range(0, copies, size)]
+        jobs = [index for index in range(len(prompts)) for _ in range(copies)]
+        return [(jobs[start : start + size], mix_seed(self.seed, request_seed, chunk))
+                for chunk, start in enumerate(range(0, len(jobs), size))]
 
     def _generate_batch(self, prompt_ids: list[list[int]], params: SamplingParams, seed: int) -> list[Completion]:
         import torch
