@@ -39,8 +39,8 @@ class Processes:
 
     def shard(self, items: Sequence[T]) -> list[T]:
         """This rank's share: a contiguous block, the blocks' sizes differing by at most one. Contiguous keeps
-        sums in the order one process adds them: with 2 ranks, gradients summed over micro-batches and then
-        across ranks are bit-identical to one process's."""
+        each rank's partial sums in the order one process adds them; only the sum across ranks regroups them
+        (with 2 ranks and the second holding one micro-batch, the gradient is bit-identical to one process's)."""
         count = len(items)
         return list(items[self.rank * count // self.world : (self.rank + 1) * count // self.world])
 

@@ -47,7 +47,16 @@ def test_shards_are_contiguous_blocks_that_cover_the_list_once() -> None:
         assert max(map(len, blocks)) - min(map(len, blocks)) <= 1
 
 
-def test_a_run_refuses_another_process_count_and_an_optimizer_that_is_not_data_parallel() -> None:
+@pytest.fixture
+def ppo_not_data_parallel(monkeypatch):
+    """ppo as a third-party optimizer that does not say it trains data-parallel (Optimizer's default)."""
+    from harness.optimizers.ppo import PPOOptimizer
+
+    monkeypatch.setattr(PPOOptimizer, "data_parallel", False)
+
+
+def test_a_run_refuses_another_process_count_and_an_optimizer_that_is_not_data_parallel(
+        ppo_not_data_parallel) -> None:
     with pytest.raises(ConfigError, match=r"configured for 2 process\(es\) and 3 were started; start it with "
                                           r"--processes 2"):
         check_processes(RunConfig(processes=2), 3)
@@ -56,13 +65,46 @@ def test_a_run_refuses_another_process_count_and_an_optimizer_that_is_not_data_p
     check_processes(RunConfig(processes=2), 2)
 
 
-def test_harness_run_refuses_ppo_on_two_processes_before_starting_any(tmp_path, capsys) -> None:
+def test_harness_run_refuses_an_optimizer_that_is_not_data_parallel_before_starting_any_process(
+        tmp_path, capsys, ppo_not_data_parallel) -> None:
     from harness.cli import main
 
     code = main(["run", "--processes", "2", "--optimizer", "ppo", "--output", str(tmp_path / "run")])
     assert code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         "error: optimizer 'ppo' does not train data-parallel; use --processes 1, or an optimizer that does (grpo)")
+
+
+def test_grpo_and_ppo_steps_in_two_ranks_equal_one_process(tiny_llama, tmp_path) -> None:
+    """Two optimizer steps on a fixed batch, in 2 gloo ranks (accelerate launch) and in one process: grpo with
+    the KL in the reward (per-sequence KL summed across ranks), batch scaling and 2 epochs; ppo with its GAE
+    advantages whitened over the whole batch. Same metrics, same weights to fp32 rounding."""
+    import subprocess
+    import sys
+
+    import torch
+
+    from tests.conftest import REPO
+    from tests.scripts import two_rank_optimizers
+
+    script = REPO / "tests" / "scripts" / "two_rank_optimizers.py"
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
+               str(__import__("harness.launch").launch.free_port()), str(script), tiny_llama, str(tmp_path)]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    two_rank_optimizers.main(tiny_llama, tmp_path)
+    for name in two_rank_optimizers.OPTIMIZERS:
+        two, one = (torch.load(tmp_path / f"{world}-{name}.pt", weights_only=True) for world in (2, 1))
+        for mine, theirs in zip(two["metrics"], one["metrics"], strict=True):
+            assert mine.keys() == theirs.keys()
+            for key in mine.keys() - {"seconds", "tokens_per_second"}:
+                # a clip fraction counts tokens past a threshold: a rounding-level change may flip one of ~100
+                near = 0.02 if key.endswith("clip_fraction") else 1e-7
+                assert mine[key] == pytest.approx(theirs[key], rel=1e-5, abs=near), (name, key)
+        worst = max(float((two["weights"][k] - one["weights"][k]).abs().max()) for k in one["weights"])
+        assert worst < 1e-6, (name, worst)  # lr 1e-3: a step moves weights by about 1e-3
 
 
 def rank_processes(run: Path) -> list[int]:

@@ -73,6 +73,7 @@ class PPOOptimizer(PolicyOptimizer):
 
     name = "ppo"
     Options = PPOOptions
+    data_parallel = True  # micro-batches shared out, gradients and whitening statistics summed across ranks
     options: PPOOptions
 
     def _extra_modules(self) -> dict[str, nn.Module]:
@@ -89,12 +90,14 @@ class PPOOptimizer(PolicyOptimizer):
         opts = self.options
         rollouts, lr = self._start_step(batch)
         every = list(range(len(rollouts)))  # no group is skipped: each sample's value estimate matters
-        micro_batches = [mb.to(self.device) for mb in build_micro_batches(rollouts, every, opts.micro_batch_size)]
+        # every rank holds the whole batch; in a data-parallel run each trains on its share of the micro-batches
+        every_micro_batch = build_micro_batches(rollouts, every, opts.micro_batch_size)
+        micro_batches = [mb.to(self.device) for mb in self.processes.shard(every_micro_batch)]
         sums: dict[str, float] = defaultdict(float)
         reference = self._frozen_logprobs(self.reference, micro_batches) if self.reference else None
         old_logp, old_values = self._frozen_policy(micro_batches)
         returns = self._advantages_and_returns(micro_batches, rollouts, old_logp, old_values, reference, sums)
-        if micro_batches:
+        if every_micro_batch:
             normalisers = self._normalisers(rollouts, batch)
             for _ in range(opts.ppo_epochs):
                 for k, mb in enumerate(micro_batches):
@@ -103,18 +106,30 @@ class PPOOptimizer(PolicyOptimizer):
                     self._train_micro_batch(mb, ref_k, old, normalisers, sums)
                 sums["grad_norm"] += self._apply_update()
         self.step_count += 1
+        return self._step_metrics(sums, micro_batches, bool(every_micro_batch), rollouts, lr, started)
+
+    def _step_metrics(
+        self, sums: dict[str, float], micro_batches: list[MicroBatch], trained: bool, rollouts: list, lr: float,
+        started: float,
+    ) -> dict[str, float]:
+        """The step's figures for the whole batch: each rank summed its micro-batches' (weighted by the whole
+        batch's normalisers); grad_norm and the statistics of `_advantages_and_returns` are already global."""
+        global_keys = ("grad_norm", "reward_kl", "value_mean", "return_mean")
+        same_everywhere = {key: sums.pop(key, 0.0) for key in global_keys}
+        sums["tokens"] = float(sum(mb.num_tokens for mb in micro_batches))
+        sums["trained_sequences"] = float(sum(len(mb.rollout_indices) for mb in micro_batches))
+        sums = defaultdict(float, {**self.processes.sum_values(sums), **same_everywhere})
         seconds = time.perf_counter() - started
-        epochs = opts.ppo_epochs if micro_batches else 1
+        epochs = self.options.ppo_epochs if trained else 1
         keys = ("loss", "pg_loss", "vf_loss", "kl", "entropy", "clip_fraction", "vf_clip_fraction", "grad_norm")
         metrics = {key: sums[key] / epochs for key in keys}
-        if opts.kl_in_reward:
+        if self.options.kl_in_reward:
             metrics["kl"] = sums["reward_kl"]
-        tokens = sum(mb.num_tokens for mb in micro_batches)
         metrics.update(
             lr=lr, reward_mean=sum(r.reward for r in rollouts) / max(1, len(rollouts)),
-            value_mean=sums["value_mean"], return_mean=sums["return_mean"], tokens=float(tokens),
-            trained_sequences=float(sum(len(mb.rollout_indices) for mb in micro_batches)), seconds=seconds,
-            tokens_per_second=tokens / seconds if seconds > 0 else 0.0,
+            value_mean=sums["value_mean"], return_mean=sums["return_mean"], tokens=sums["tokens"],
+            trained_sequences=sums["trained_sequences"], seconds=seconds,
+            tokens_per_second=sums["tokens"] / seconds if seconds > 0 else 0.0,
         )
         return metrics
 
@@ -153,15 +168,27 @@ class PPOOptimizer(PolicyOptimizer):
             adv_2d, ret_2d = gae(rewards_2d, values_2d, mask, opts.gamma, opts.lam)
             advantages.append(adv_2d[mask > 0])
             returns.append(ret_2d[mask > 0])
-        if advantages:
-            flat = torch.cat(advantages)
-            mean, std = flat.mean(), flat.std(unbiased=True) if flat.numel() > 1 else flat.new_tensor(0.0)
-            for mb, adv in zip(micro_batches, advantages, strict=True):
-                mb.advantages = (adv - mean) / (std + 1e-8) if self.options.whiten_advantages else adv
-            sums["value_mean"] = float(torch.cat(old_values).mean())
-            sums["return_mean"] = float(torch.cat(returns).mean())
-        sums["reward_kl"] = kl_total / tokens if tokens else 0.0
+        mean, std = self._batch_mean_std(advantages)
+        for mb, adv in zip(micro_batches, advantages, strict=True):
+            mb.advantages = (adv - mean) / (std + 1e-8) if self.options.whiten_advantages else adv
+        whole = self.processes.sum_values({
+            "values": sum(float(v.double().sum()) for v in old_values), "returns": sum(float(r.double().sum())
+                                                                                       for r in returns),
+            "tokens": float(sum(v.numel() for v in old_values)), "kl": kl_total, "kl_tokens": float(tokens)})
+        sums["value_mean"] = whole["values"] / whole["tokens"] if whole["tokens"] else 0.0
+        sums["return_mean"] = whole["returns"] / whole["tokens"] if whole["tokens"] else 0.0
+        sums["reward_kl"] = whole["kl"] / whole["kl_tokens"] if whole["kl_tokens"] else 0.0
         return returns
+
+    def _batch_mean_std(self, parts: list[Tensor]) -> tuple[float, float]:
+        """Mean and unbiased std of every token's advantage in the whole batch (all ranks' micro-batches), in
+        float64, from two rounds of sums: the mean, then the squared deviations from it."""
+        first = self.processes.sum_values({"sum": sum(float(p.double().sum()) for p in parts),
+                                           "count": float(sum(p.numel() for p in parts))})
+        count = first["count"]
+        mean = first["sum"] / count if count else 0.0
+        squares = self.processes.sum_values({"sq": sum(float((p.double() - mean).square().sum()) for p in parts)})
+        return mean, (squares["sq"] / (count - 1)) ** 0.5 if count > 1 else 0.0
 
     def _train_micro_batch(
         self, mb: MicroBatch, ref_logp: Tensor | None, old: tuple[Tensor, Tensor, Tensor],
