@@ -75,6 +75,26 @@ def test_harness_run_refuses_an_optimizer_that_is_not_data_parallel_before_start
         "error: optimizer 'ppo' does not train data-parallel; use --processes 1, or an optimizer that does (grpo)")
 
 
+def test_a_rank_error_reads_as_one_line_without_the_launchers_report(tmp_path) -> None:
+    """A bad option found by the ranks (a hand-edited config.json) stops both; the user reads the error once,
+    without torch elastic's log lines or accelerate's traceback."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    run = tmp_path / "run"
+    run.mkdir()
+    config = RunConfig(processes=2, sampler="hf", optimizer_options={"micro_batch_size": 0}).model_dump(mode="json")
+    (run / "config.json").write_text(json.dumps(config))
+    done = subprocess.run([sys.executable, "-m", "harness", "run", "--resume", str(run)], cwd=REPO, text=True,
+                          capture_output=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode != 0
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines == [f"run directory: {run}", "error: optimizer 'grpo' option micro_batch_size: Input should be "
+                     "greater than or equal to 1 (got 0)"], done.stderr[-3000:]
+
+
 def test_grpo_and_ppo_steps_in_two_ranks_equal_one_process(tiny_llama, tmp_path) -> None:
     """Two optimizer steps on a fixed batch, in 2 gloo ranks (accelerate launch) and in one process: grpo with
     the KL in the reward (per-sequence KL summed across ranks), batch scaling and 2 epochs; ppo with its GAE
