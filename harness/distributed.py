@@ -127,6 +127,13 @@ class TorchProcesses(Processes):
 _current: Processes | None = None
 
 
+def rank_seed(seed: int, rank: int) -> int:
+    """A seed of its own for each rank's engine; rank 0 keeps the run seed (one process is rank 0)."""
+    from harness.samplers.common import mix_seed
+
+    return seed if rank == 0 else mix_seed(seed, rank)
+
+
 def launched_world() -> int:
     """The process count a launcher (accelerate launch, torchrun) set for this process; 1 when none did."""
     try:

@@ -153,9 +153,11 @@ def open_engines(config: RunConfig, model_path: str,
     strategy = plugins["strategy"].create(config.strategy, config.strategy_options, seed=config.seed)
     optimizer = plugins["optimizer"].create(config.optimizer, config.optimizer_options,
                                             model_path=model_path, total_steps=config.steps, seed=config.seed)
-    sampler = plugins["sampler"].create(config.sampler, config.sampler_options,
-                                        model_path=model_path, seed=config.seed)
-    return Engines(parser, strategy, optimizer, sampler, processes or distributed.Processes())
+    processes = processes or distributed.Processes()
+    # one engine per rank, each seeded apart: an engine-wide random stream (vLLM) must not repeat across ranks
+    sampler = plugins["sampler"].create(config.sampler, config.sampler_options, model_path=model_path,
+                                        seed=distributed.rank_seed(config.seed, processes.rank))
+    return Engines(parser, strategy, optimizer, sampler, processes)
 
 
 def collect(engines: Engines, config: RunConfig, step: int, problems: list[Problem], prompts: list[str],

@@ -127,6 +127,31 @@ def test_grpo_and_ppo_steps_in_two_ranks_equal_one_process(tiny_llama, tmp_path)
         assert worst < 1e-6, (name, worst)  # lr 1e-3: a step moves weights by about 1e-3
 
 
+def test_each_rank_seeds_its_engine_apart_and_rank_0_keeps_the_run_seed() -> None:
+    from harness.distributed import rank_seed
+
+    assert rank_seed(5, 0) == 5 and len({rank_seed(5, rank) for rank in range(8)}) == 8
+
+
+def test_hf_seed_per_prompt_samples_depend_on_the_prompt_and_request_only() -> None:
+    """The sampler that repeats samples across ranks: a prompt's samples are the same alone or beside
+    others, first or last, from an engine seeded for another rank."""
+    from harness.interfaces import SamplingParams
+    from harness.models import resolve_model
+    from harness.samplers.hf import HFOptions, HFSampler
+
+    params = SamplingParams(n=3, temperature=1.0, top_p=1.0, max_tokens=6, seed=11)
+    sampler = HFSampler(HFOptions(seed_per_prompt=True, batch_size=2), resolve_model("smollm2-135m"), seed=0)
+    both = sampler.generate(["What is 2+3?", "Name a colour."], params)
+    sampler.seed = 12345  # as another rank's engine is seeded
+    alone = sampler.generate(["Name a colour."], params)
+    swapped = sampler.generate(["Name a colour.", "What is 2+3?"], params)
+    tokens = [[c.token_ids for c in group] for group in (both[1], alone[0], swapped[0])]
+    assert tokens[0] == tokens[1] == tokens[2]
+    assert [c.token_ids for c in both[0]] == [c.token_ids for c in swapped[1]]
+    assert len({tuple(ids) for ids in tokens[0]}) > 1  # the 3 copies are 3 draws, not one repeated
+
+
 def rank_processes(run: Path) -> list[int]:
     """Pids of live processes whose command line runs `harness run --resume <run>` (the ranks)."""
     pids = []

@@ -38,7 +38,7 @@ class HFOptions(BaseModel):
     logprobs: LogprobsMode = Field("raw", description=LOGPROBS_HELP)
     seed_per_prompt: bool = Field(
         False, description="Generate each prompt's samples in calls of their own, seeded from the prompt's text: "
-        "a prompt's samples then do not depend on the other prompts of a request (the same on any rank of a "
+        "a prompt's samples then depend on the request's seed and the prompt only (the same on any rank of a "
         "data-parallel run, in any order). Off: calls of batch_size sequences that mix prompts (faster).")
 
 
@@ -114,8 +114,9 @@ class HFSampler(Sampler):
         """(prompt index of each row, seed) per generate call, at most batch_size rows each."""
         size = self.options.batch_size
         if self.options.seed_per_prompt:
+            # not the sampler's own seed: it differs per rank, and a prompt's samples must not
             return [([index] * len(range(start, min(start + size, copies))),
-                     mix_seed(self.seed, request_seed, zlib.crc32(prompt.encode()), start))
+                     mix_seed(request_seed, zlib.crc32(prompt.encode()), start))
                     for index, prompt in enumerate(prompts) for start in range(0, copies, size)]
         jobs = [index for index in range(len(prompts)) for _ in range(copies)]
         return [(jobs[start : start + size], mix_seed(self.seed, request_seed, chunk))
