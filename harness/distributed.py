@@ -128,10 +128,11 @@ _current: Processes | None = None
 
 
 def rank_seed(seed: int, rank: int) -> int:
-    """A seed of its own for each rank's engine; rank 0 keeps the run seed (one process is rank 0)."""
+    """A seed of its own for each rank's engine; rank 0 keeps the run seed (one process is rank 0). Below
+    2**31: vLLM takes 32-bit seeds only."""
     from harness.samplers.common import mix_seed
 
-    return seed if rank == 0 else mix_seed(seed, rank)
+    return seed if rank == 0 else mix_seed(seed, rank) % 2**31
 
 
 def launched_world() -> int:

@@ -58,8 +58,8 @@ def launch(processes: int, run_dir: Path, verbose: bool) -> int:
     if shown is not None:
         shown.join(timeout=10)
     if code not in (0, 130) and not errors:
-        print(f"error: a rank stopped with exit code {code} and no message (killed?); rerun with --verbose to "
-              "see the launcher's report", file=sys.stderr)
+        print(f"error: a rank stopped with exit code {code} and no one-line error (its output, if any, is above); "
+              "rerun with --verbose to see the launcher's report too", file=sys.stderr)
     return code
 
 
