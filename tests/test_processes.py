@@ -225,3 +225,22 @@ def test_two_processes_killed_and_resumed_label_and_train_exactly_as_one_process
     # gradient sums the LM head's and the lookup's); far below one step's update (lr 3e-5 per weight)
     weights, reference = final_policy(two), final_policy(one)
     assert max(float((weights[name] - reference[name]).abs().max()) for name in reference) <= 1e-7
+
+
+@pytest.mark.slow
+def test_two_ranks_with_the_default_vllm_sampler_finish_a_step(tmp_path) -> None:
+    """Each rank starts its own in-process vLLM engine (seeded apart) beside torch.distributed's group."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    run = tmp_path / "run"
+    args = ["--limit", "2", "--problems-per-step", "2", "--n-votes", "2", "--max-tokens", "8", "--steps", "1",
+            "--no-eval", "--processes", "2", "--output", str(run)]
+    done = subprocess.run([sys.executable, "-m", "harness", "run", *args], cwd=REPO, text=True, capture_output=True,
+                          timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((run / "config.json").read_text())["sampler"] == "vllm"
+    assert logged_steps(run) == [0] and checkpointed_step(run) == 1
+    assert records(run, "labels.jsonl")[0]["pseudo_labels"].keys() == {"arith-0000", "arith-0001"}
