@@ -1,6 +1,7 @@
 """Mutation checks: break guarded code on purpose, run the tests that guard it, expect each run to fail.
 
-Usage: .venv/bin/python scripts/mutation_check.py   (about 3 minutes; restores every file it touches)
+Usage: .venv/bin/python scripts/mutation_check.py [WORD ...]   (about 4 minutes; restores every file it
+touches; with WORDs, only the mutants whose name holds one of them)
 Prints CAUGHT or MISSED per mutant and exits 1 if any was missed. Not part of CI: it edits the work tree.
 """
 
@@ -49,7 +50,7 @@ MUTANTS = [
            "    if True:\n        return figures", "tests/test_bench_compare.py"),
     Mutant("bench exits 0 on a regression", "harness/perf/cli.py",
            "    return 1 if any(row.regressed for row in rows) else 0", "    return 0", "tests/test_bench_compare.py"),
-    Mutant("a non-finite gradient applied", "harness/optimizers/grpo.py",
+    Mutant("a non-finite gradient applied", "harness/optimizers/policy.py",
            "        if torch.isfinite(torch.tensor(norm)):", "        if True:", "tests/test_grpo_precision.py"),
     Mutant("each micro-batch normalised alone", "harness/optimizers/grpo.py",
            "token_weights(mb.seq_ids, opts.aggregation, num_tokens, num_seqs, scale)",
@@ -65,6 +66,19 @@ MUTANTS = [
            "tests/test_trl_parity.py"),
     Mutant("the TRL bridge votes on each process's share of a group", "harness/integrations/trl_reward.py",
            "    if state.num_processes == 1:", "    if True:", "tests/test_trl_reward.py -k two"),
+    Mutant("ranks do not sum their gradients", "harness/optimizers/policy.py",
+           "        self.processes.sum_tensors([param.grad for param in [*self._master, *self.extra.parameters()]])",
+           "        pass", "tests/test_processes.py -k two_ranks_equal"),
+    Mutant("a rank without micro-batches adds the previous step's gradients", "harness/optimizers/policy.py",
+           "                master.grad.zero_()  # the persistent", "                pass  # the persistent",
+           "tests/test_processes.py -k two_ranks_equal"),
+    Mutant("PPO whitens each rank's advantages alone", "harness/optimizers/ppo.py",
+           "        first = self.processes.sum_values(", "        first = (lambda values: values)(",
+           "tests/test_processes.py -k two_ranks_equal"),
+    Mutant("a prompt's samples depend on the rank's engine seed", "harness/samplers/hf.py",
+           "mix_seed(request_seed, zlib.crc32(prompt.encode()), start)",
+           "mix_seed(self.seed, request_seed, zlib.crc32(prompt.encode()), start)",
+           "tests/test_processes.py -k seed_per_prompt"),
 ]
 
 
@@ -89,5 +103,6 @@ def check(mutant: Mutant) -> bool:
 
 
 if __name__ == "__main__":
-    missed = [mutant.name for mutant in MUTANTS if not check(mutant)]
+    chosen = [m for m in MUTANTS if not sys.argv[1:] or any(word in m.name for word in sys.argv[1:])]
+    missed = [mutant.name for mutant in chosen if not check(mutant)]
     sys.exit(1 if missed else 0)
