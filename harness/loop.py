@@ -228,7 +228,7 @@ def check_processes(config: RunConfig, world: int) -> None:
                           f"start it with --processes {config.processes} (harness run --resume starts them itself)")
     if world > 1 and not get_plugins()["optimizer"].get(config.optimizer).data_parallel:
         raise ConfigError(f"optimizer {config.optimizer!r} does not train data-parallel; use --processes 1, or "
-                          "an optimizer that does (grpo)")
+                          "an optimizer that does (grpo, ppo)")
 
 
 def run(config: RunConfig, run_dir: RunDir, log=print) -> RunResult:

@@ -72,7 +72,7 @@ def test_harness_run_refuses_an_optimizer_that_is_not_data_parallel_before_start
     code = main(["run", "--processes", "2", "--optimizer", "ppo", "--output", str(tmp_path / "run")])
     assert code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        "error: optimizer 'ppo' does not train data-parallel; use --processes 1, or an optimizer that does (grpo)")
+        "error: optimizer 'ppo' does not train data-parallel; use --processes 1, or an optimizer that does (grpo, ppo)")
 
 
 def test_a_rank_error_reads_as_one_line_without_the_launchers_report(tmp_path) -> None:
