@@ -8,8 +8,9 @@ labels each group with a harness strategy, puts each reward on the response's la
 diagnostics as `reward_extra_info` (label accuracy and reward accuracy need the gold, read from
 `reward_model.ground_truth` when the data has it; the strategy never sees it, unless it is the oracle).
 
-Importing this module registers the manager under the name "ttrl" in verl's registry; `harness verl ...`
-(harness.integrations.verl_main) imports it and starts verl's trainer. Needs verl (>= 0.9) installed.
+Importing this module registers the manager under the name "ttrl" in verl's batch registry, which verl 0.9.1's
+own trainer no longer calls: harness.integrations.verl_trainer runs this manager inside that trainer, on whole
+rollout batches. Needs verl (>= 0.9) installed.
 """
 
 from __future__ import annotations
