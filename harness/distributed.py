@@ -38,11 +38,12 @@ class Processes:
         return self.rank == 0
 
     def shard(self, items: Sequence[T]) -> list[T]:
-        """This rank's share: a contiguous block, the blocks' sizes differing by at most one. Contiguous keeps
-        each rank's partial sums in the order one process adds them; only the sum across ranks regroups them
-        (with 2 ranks and the second holding one micro-batch, the gradient is bit-identical to one process's)."""
+        """This rank's share: a contiguous block, the blocks' sizes differing by at most one, larger blocks
+        first. Contiguous keeps each rank's partial sums in the order one process adds them; only the sum
+        across ranks regroups them (2 ranks over 3 micro-batches: (mb0 + mb1) + mb2, one process's order)."""
         count = len(items)
-        return list(items[self.rank * count // self.world : (self.rank + 1) * count // self.world])
+        start, end = (-(-rank * count // self.world) for rank in (self.rank, self.rank + 1))  # ceilings
+        return list(items[start:end])
 
     def gather_shards(self, local: Sequence[T]) -> list[T]:
         """Every rank's `shard` results, concatenated in rank order (the sharded list's order), on every rank."""

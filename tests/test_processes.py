@@ -221,10 +221,11 @@ def test_two_processes_killed_and_resumed_label_and_train_exactly_as_one_process
         assert {k: mine[k] for k in exact} == {k: theirs[k] for k in exact}
         for key in ("train/loss", "train/entropy", "train/kl"):  # summed across ranks in another order
             assert mine[key] == pytest.approx(theirs[key], rel=1e-6, abs=1e-9)
-    # the fp32 masters: equal but for the last bit here and there (seen: 7.5e-9 on the tied embedding, whose
-    # gradient sums the LM head's and the lookup's); far below one step's update (lr 3e-5 per weight)
+    # the fp32 masters agree to rounding: seen 7.5e-9 and, when the cross-rank sum regrouped the micro-batches,
+    # 3.1e-7 (AdamW divides by sqrt(v), so a weight whose gradient is near 0 turns a rounding difference into
+    # a visible fraction of its step). The bound is 1/30 of one step's size (lr 3e-5 per weight)
     weights, reference = final_policy(two), final_policy(one)
-    assert max(float((weights[name] - reference[name]).abs().max()) for name in reference) <= 1e-7
+    assert max(float((weights[name] - reference[name]).abs().max()) for name in reference) <= 1e-6
 
 
 @pytest.mark.slow
