@@ -56,17 +56,9 @@ class GRPOOptimizer(PolicyOptimizer):
         micro_batches = [with_advantages(mb, advantages) for mb in micro_batches]
         if every_micro_batch:
             self._train(micro_batches, reference, old, self._normalisers(rollouts, batch), sums)
-        sums["tokens"] = float(sum(mb.num_tokens for mb in micro_batches))
-        sums["trained_sequences"] = float(sum(len(mb.rollout_indices) for mb in micro_batches))
-        sums = self._summed_over_processes(sums)
+        sums = self._summed_over_processes(sums, micro_batches, ("grad_norm", "reward_kl"))
         self.step_count += 1
         return self._step_metrics(sums, bool(every_micro_batch), rewards, advantages, groups, run, lr, started)
-
-    def _summed_over_processes(self, sums: dict[str, float]) -> dict[str, float]:
-        """The loss figures and counts of the whole batch: each rank summed its micro-batches' (weighted by the
-        whole batch's normalisers). grad_norm and reward_kl are already the whole batch's on every rank."""
-        same_everywhere = {key: sums.pop(key) for key in ("grad_norm", "reward_kl") if key in sums}
-        return defaultdict(float, {**self.processes.sum_values(sums), **same_everywhere})
 
     def _rollouts_to_run(self, rewards: Tensor, groups: Tensor) -> list[int]:
         """Indices of the rollouts that get a forward pass. A group whose rewards are all equal has advantage

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
@@ -271,6 +272,16 @@ class PolicyOptimizer(Optimizer):
             if param.grad is None:
                 param.grad = torch.zeros_like(param)
         self.processes.sum_tensors([param.grad for param in [*self._master, *self.extra.parameters()]])
+
+    def _summed_over_processes(
+        self, sums: dict[str, float], micro_batches: list[MicroBatch], global_keys: tuple[str, ...]
+    ) -> dict[str, float]:
+        """The step's figures for the whole batch: each rank summed its own micro-batches' loss figures (weighted
+        by the whole batch's normalisers) and counts; `global_keys` are already the whole batch's on every rank."""
+        same_everywhere = {key: sums.pop(key) for key in global_keys if key in sums}
+        sums["tokens"] = float(sum(mb.num_tokens for mb in micro_batches))
+        sums["trained_sequences"] = float(sum(len(mb.rollout_indices) for mb in micro_batches))
+        return defaultdict(float, {**self.processes.sum_values(sums), **same_everywhere})
 
     def _apply_update(self) -> float:
         """Clip, AdamW step, sync bf16 copies. A non-finite gradient norm skips the update (weights kept)."""

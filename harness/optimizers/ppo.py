@@ -114,11 +114,8 @@ class PPOOptimizer(PolicyOptimizer):
     ) -> dict[str, float]:
         """The step's figures for the whole batch: each rank summed its micro-batches' (weighted by the whole
         batch's normalisers); grad_norm and the statistics of `_advantages_and_returns` are already global."""
-        global_keys = ("grad_norm", "reward_kl", "value_mean", "return_mean")
-        same_everywhere = {key: sums.pop(key, 0.0) for key in global_keys}
-        sums["tokens"] = float(sum(mb.num_tokens for mb in micro_batches))
-        sums["trained_sequences"] = float(sum(len(mb.rollout_indices) for mb in micro_batches))
-        sums = defaultdict(float, {**self.processes.sum_values(sums), **same_everywhere})
+        sums = self._summed_over_processes(sums, micro_batches, ("grad_norm", "reward_kl", "value_mean",
+                                                                  "return_mean"))
         seconds = time.perf_counter() - started
         epochs = self.options.ppo_epochs if trained else 1
         keys = ("loss", "pg_loss", "vf_loss", "kl", "entropy", "clip_fraction", "vf_clip_fraction", "grad_norm")
