@@ -16,12 +16,16 @@ import os
 import re
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pluggy
 
 from harness import hookspecs
 from harness.interfaces import AnswerParser, Benchmark, Optimizer, Sampler, Strategy
 from harness.registry import Origin, Registry
+
+if TYPE_CHECKING:
+    from harness.config import RunConfig
 
 ENTRY_POINT_GROUP = "ttrl_harness"
 ALLOWLIST_ENV = "TTRL_HARNESS_PLUGINS"
@@ -203,3 +207,30 @@ def use_plugins(plugins: Plugins | None) -> Plugins | None:
 def registry(kind: str) -> Registry:
     """Shortcut: `registry("strategy").get("majority")`."""
     return get_plugins()[kind]
+
+
+# the RunConfig fields that name a plugin of that kind (each with a `<kind>_options` table)
+PLUGIN_KINDS = ("benchmark", "strategy", "answer_parser", "optimizer", "sampler")
+
+
+def validate_plugins(config: RunConfig, kinds: tuple[str, ...] = PLUGIN_KINDS) -> None:
+    """Look up every plugin and validate its options before any heavy work starts (no engine is imported).
+    The config is resolved in place: each option table gets its defaults, and each plugin's distribution
+    and version are recorded, so config.json says exactly what ran."""
+    from harness.samplers import default_sampler_name
+
+    if config.sampler == "auto":
+        config.sampler = default_sampler_name()
+    plugins = get_plugins()
+    versions = {}
+    for kind in kinds:
+        name = getattr(config, kind)
+        options = plugins[kind].options(name, getattr(config, f"{kind}_options"))
+        setattr(config, f"{kind}_options", options.model_dump(mode="json"))
+        origin = plugins[kind].entry(name).origin
+        versions[f"{kind}/{name}"] = f"{origin.distribution} {origin.version}".strip()
+    config.plugin_versions = versions
+    if "benchmark" in kinds and config.instruction is None:
+        from harness.loop import instruction_for
+
+        config.instruction = instruction_for(config)  # config.json records the instruction the run used

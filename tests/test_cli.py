@@ -102,9 +102,10 @@ def test_plugins_name_prints_its_options_and_a_typo_suggests():
 
 def test_config_json_is_fully_resolved(tmp_path):
     """The written config has every plugin's options with their defaults, and each plugin's distribution."""
-    from harness.cli import build_parser, validate_plugins
+    from harness.cli import build_parser
     from harness.config import RunConfig
     from harness.flags import config_from_args
+    from harness.plugins import validate_plugins
 
     config = config_from_args(build_parser().parse_args(["run", "--lr", "1e-5"]))
     validate_plugins(config)

@@ -55,8 +55,7 @@ class TTRLLM(HarnessLM):
         self.model_path = resolve_model(pretrained)
         self._tokenizer = None
         self.config = RunConfig(model=pretrained, sampler=sampler, **_run_settings(settings, lr))
-        from harness.cli import validate_plugins
-        from harness.plugins import get_plugins
+        from harness.plugins import get_plugins, validate_plugins
 
         validate_plugins(self.config)
         if get_plugins()["strategy"].get(self.config.strategy).needs_gold:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Literal
+from typing import Any, Literal
 
 from harness.errors import ConfigError, DataError, PluginError
 from harness.interfaces import SamplingParams
@@ -31,8 +31,10 @@ def check_params(params: SamplingParams) -> None:
         raise ConfigError(f"sampling top_p must be in (0, 1] (got {params.top_p})")
 
 
-def check_prompt_lengths(prompt_ids: list[list[int]], max_tokens: int, max_len: int, option: str) -> None:
-    """Every prompt plus its answer must fit the engine's context."""
+def tokenize_prompts(tokenizer: Any, prompts: list[str], max_tokens: int, max_len: int, option: str) -> list[list[int]]:
+    """Token ids of each prompt, with the tokenizer's default special tokens (vLLM's own rule), checked first:
+    every prompt plus its answer must fit the engine's context."""
+    prompt_ids = [list(ids) for ids in tokenizer(list(prompts)).input_ids]
     for index, ids in enumerate(prompt_ids):
         if not ids:
             raise DataError(f"prompt {index} is empty after tokenization; give every problem some text")
@@ -41,6 +43,7 @@ def check_prompt_lengths(prompt_ids: list[list[int]], max_tokens: int, max_len: 
                 f"prompt {index} has {len(ids)} tokens and max_tokens is {max_tokens}, over the sampler's "
                 f"{max_len}-token context: raise the sampler option {option} or lower max_tokens"
             )
+    return prompt_ids
 
 
 def check_score_input(prompt_ids: list[int], completion_ids: list[int], max_len: int) -> None:

@@ -20,11 +20,11 @@ from harness.samplers.common import (
     LOGPROBS_HELP,
     LogprobsMode,
     check_params,
-    check_prompt_lengths,
     check_score_input,
     finite_logprobs,
     greedy_copies,
     mix_seed,
+    tokenize_prompts,
 )
 from harness.types import Completion
 
@@ -96,8 +96,8 @@ class HFSampler(Sampler):
         check_params(params)
         if not prompts:
             return []
-        prompt_ids = [list(ids) for ids in self._tokenizer(list(prompts)).input_ids]
-        check_prompt_lengths(prompt_ids, params.max_tokens, self._max_len, "(model context; shorten prompts)")
+        option = "(model context; shorten prompts)"
+        prompt_ids = tokenize_prompts(self._tokenizer, prompts, params.max_tokens, self._max_len, option)
         greedy = params.temperature == 0
         # Copies of one prompt stay adjacent, so a chunk's left padding stays small.
         copies = 1 if greedy else params.n

@@ -22,10 +22,10 @@ from harness.samplers.common import (
     LOGPROBS_HELP,
     LogprobsMode,
     check_params,
-    check_prompt_lengths,
     check_score_input,
     finite_logprobs,
     greedy_copies,
+    tokenize_prompts,
 )
 from harness.types import Completion
 
@@ -80,9 +80,9 @@ class VLLMSampler(Sampler):
         from vllm import SamplingParams as VLLMSamplingParams
         from vllm.inputs import TokensPrompt
 
-        # Tokenize here (same rule as vLLM: the tokenizer's default special tokens) to check lengths first.
-        prompt_ids = [list(ids) for ids in self._tokenizer(list(prompts)).input_ids]
-        check_prompt_lengths(prompt_ids, params.max_tokens, self.options.max_model_len, "max_model_len")
+        # Tokenized here, as vLLM would, to check lengths before any request reaches the engine.
+        limit = self.options.max_model_len
+        prompt_ids = tokenize_prompts(self._tokenizer, prompts, params.max_tokens, limit, "max_model_len")
         greedy = params.temperature == 0
         requests = [
             VLLMSamplingParams(

@@ -38,10 +38,10 @@ from harness.samplers.common import (
     LOGPROBS_HELP,
     LogprobsMode,
     check_params,
-    check_prompt_lengths,
     check_score_input,
     finite_logprobs,
     greedy_copies,
+    tokenize_prompts,
 )
 from harness.samplers.vllm_server_process import EXTENSION, last_error, start_server, stop_server
 from harness.types import Completion
@@ -151,9 +151,7 @@ class VLLMServerSampler(Sampler):
         check_params(params)
         if not prompts:
             return []
-        # Tokenized here with the tokenizer's default special tokens, as vLLM does, to check lengths first.
-        prompt_ids = [list(ids) for ids in self._tokenizer(list(prompts)).input_ids]
-        check_prompt_lengths(prompt_ids, params.max_tokens, self.max_model_len, "max_model_len")
+        prompt_ids = tokenize_prompts(self._tokenizer, prompts, params.max_tokens, self.max_model_len, "max_model_len")
         greedy = params.temperature == 0
         bodies = [self._body(ids, params, index, greedy) for index, ids in enumerate(prompt_ids)]
         with ThreadPoolExecutor(max_workers=min(len(bodies), MAX_IN_FLIGHT)) as pool:
