@@ -17,7 +17,8 @@ from harness.models import resolve_model
 from harness.registry import Registry
 from harness.samplers import plugin
 from harness.samplers.vllm_server import VLLMServerOptions, VLLMServerSampler, _write_weights
-from harness.samplers.vllm_server_process import _shared_memory_of
+from harness.samplers.vllm_server_process import _group_members, _shared_memory_of
+from tests.test_weight_sync import token_logprobs  # transformers' own log-probs: an engine independent of vLLM
 
 QUESTIONS = ["What is 6 times 7?", "Name a prime number larger than 10."]
 GREEDY = SamplingParams(n=2, temperature=0.0, top_p=1.0, max_tokens=16, seed=0)
@@ -126,16 +127,6 @@ def _in_process_greedy(model_path: str, prompts: list[str]) -> list:
         sampler.close()
 
 
-def _hf_logprobs(model, prompt_ids: list[int], completion_ids: list[int]) -> list[float]:
-    """transformers' own log-probs of the completion tokens: an engine independent of vLLM."""
-    import torch
-
-    ids = torch.tensor([list(prompt_ids) + list(completion_ids)])
-    with torch.no_grad():
-        logits = model(ids).logits[0, len(prompt_ids) - 1 : -1].float()
-    return logits.log_softmax(-1).gather(1, torch.tensor(completion_ids)[:, None])[:, 0].tolist()
-
-
 def _close_to(a: list[float], b: list[float], mean: float, most: float) -> bool:
     diffs = [abs(x - y) for x, y in zip(a, b, strict=True)]
     return sum(diffs) / len(diffs) < mean and max(diffs) < most
@@ -165,7 +156,7 @@ def test_started_server_samples_like_vllm_takes_weight_pushes_and_leaves_no_proc
 
         sampled = sampler.generate(prompts, SAMPLE)
         for completion in (group[0] for group in sampled):
-            hf = _hf_logprobs(model, completion.prompt_token_ids, completion.token_ids)
+            hf = token_logprobs(model, completion.prompt_token_ids, completion.token_ids).tolist()
             assert _close_to(completion.logprobs, hf, MEAN_TOL, MAX_TOL)
 
         with torch.no_grad():
@@ -174,7 +165,7 @@ def test_started_server_samples_like_vllm_takes_weight_pushes_and_leaves_no_proc
         changed = _greedy_one_at_a_time(sampler, prompts)
         assert [group[0].token_ids for group in changed] != [c.token_ids for c in expected]
         for completion in (group[0] for group in changed):
-            hf = _hf_logprobs(model, completion.prompt_token_ids, completion.token_ids)
+            hf = token_logprobs(model, completion.prompt_token_ids, completion.token_ids).tolist()
             assert _close_to(completion.logprobs, hf, MEAN_TOL, MAX_TOL)
 
         with torch.no_grad():
@@ -190,7 +181,7 @@ def test_started_server_samples_like_vllm_takes_weight_pushes_and_leaves_no_proc
         assert shared_memory  # vLLM's queues between its processes
     finally:
         sampler.close()
-    assert not _running_members(pgid)  # close() returns once the whole group has ended
+    assert not _group_members(pgid)  # close() returns once the whole group has ended
     assert not [path for path in shared_memory if path.exists()]  # close() removed them
 
 
@@ -226,27 +217,13 @@ def test_url_server_takes_pushes_and_a_killed_harness_takes_its_server_along():
         sampler.load_weights(AutoModelForCausalLM.from_pretrained(model_path).named_parameters())
         assert [g[0].token_ids for g in _greedy_one_at_a_time(sampler, prompts)] == [g[0].token_ids for g in before]
         sampler.close()
-        assert _running_members(pgid)  # a URL server is not the sampler's to stop
+        assert _group_members(pgid)  # a URL server is not the sampler's to stop
     finally:
         child.kill()
         child.wait()
     deadline = time.monotonic() + 60
-    while _running_members(pgid) and time.monotonic() < deadline:
+    while _group_members(pgid) and time.monotonic() < deadline:
         time.sleep(0.5)
-    if _running_members(pgid):
+    if _group_members(pgid):
         os.killpg(pgid, signal.SIGKILL)  # do not leave it running for the next test
-        pytest.fail(f"the vLLM server outlived the killed process that started it: {_running_members(pgid)}")
-
-
-def _running_members(pgid: int) -> list[str]:
-    """The group's processes that still run. Zombies do not count: this container's PID 1 does not reap the
-    orphans it adopts, so a finished server's engine stays listed as <defunct> (and killpg(pgid, 0) succeeds)."""
-    running = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # exited while we looked
-        if int(fields[2]) == pgid and fields[0] != "Z":  # fields: state, ppid, pgrp, ...
-            running.append(stat.parent.name)
-    return running
+        pytest.fail(f"the vLLM server outlived the killed process that started it: {_group_members(pgid)}")
